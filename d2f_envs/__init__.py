@@ -1,0 +1,36 @@
+"""dream2flow-gym environments: a 3D object flow becomes a dense tracking reward.
+
+Importing ``d2f_envs`` registers every env id with Gymnasium (lazy string entry
+points, one registry: :data:`ENV_IDS`). No torch is imported.
+
+    import gymnasium as gym, d2f_envs
+    env = gym.make("D2F-PushT-v0", robot="pusher")          # shipped flow
+    env = gym.make("D2F-PushT-v0", flow="my_flow.npz")      # your flow
+"""
+import os
+
+# offscreen rendering on machines without a display (must precede mujoco's GL import)
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+# env id -> (entry point, max episode steps)
+ENV_IDS = {
+    "D2F-PushT-v0": ("d2f_envs.tasks.push_t:PushTEnv", 80),
+}
+
+
+def register_envs() -> None:
+    for env_id, (entry_point, max_steps) in ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
+
+
+register_envs()
+
+from .reward import FlowTrackingReward, RewardScales, RigidBinding  # noqa: E402
+
+__all__ = ["ENV_IDS", "FlowTrackingReward", "RewardScales", "RigidBinding", "register_envs"]

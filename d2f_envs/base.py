@@ -1,0 +1,342 @@
+"""The shared MuJoCo env base: scene assembly, stepping, divergence handling, observations, rendering.
+
+A task subclasses :class:`FlowEnv` and fills in a few fixed override points
+(Gymnasium MuJoCo style):
+
+* ``_build_scene()``: the task's scene as an ``MjSpec`` (the base attaches the robot);
+* ``_make_binding()``: the :class:`~d2f_envs.reward.PointBinding` of the task's object class;
+* ``_set_nominal_state()``: the object's state the flow starts from (no randomness);
+* ``reset_model()``: randomise the start with ``self.np_random``;
+* ``_task_success(points, measured)``: the task's own success criterion and extra ``info`` entries.
+
+The base owns the flow, the reward, the robot and the controller, and
+``_get_obs`` / ``_get_rew`` are the same for every task.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from flows import FlowFormatError, ObjectFlow, farthest_point_sampling, shipped_flow
+from .reward import FlowTrackingReward, PointBinding, RewardScales
+from .robots import make_robot
+from .robots.controller import ControllerConfig, EndEffectorController
+
+_DIVERGENCE_WARNINGS = (
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+    mujoco.mjtWarning.mjWARN_BADQACC,
+)
+FlowLike = Union[None, str, os.PathLike, ObjectFlow]
+
+
+def resolve_flow(flow: FlowLike, env_id: str) -> ObjectFlow:
+    """``None`` -> the flow shipped for ``env_id``; a path -> loaded; an ``ObjectFlow`` as is."""
+    if flow is None:
+        return shipped_flow(env_id)
+    if isinstance(flow, ObjectFlow):
+        return flow
+    if isinstance(flow, (str, os.PathLike)):
+        return ObjectFlow.load(flow)
+    raise TypeError(f"flow: expected None, a path or an ObjectFlow, got {type(flow).__name__}")
+
+
+def reject_unknown_kwargs(cls: type, unknown: Dict[str, Any], valid: Sequence[str]) -> None:
+    if not unknown:
+        return
+    parts = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, valid, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(f"{cls.__name__} got unknown keyword argument(s) {', '.join(parts)}; valid: {sorted(valid)}")
+
+
+class FlowEnv(gym.Env):
+    """Base class of every dream2flow-gym task (see each task's docstring for its manual)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    # ---- task constants (override in subclasses)
+    env_id: ClassVar[str] = ""
+    #: "rigid" | "articulated" | "deformable" | "granular"
+    object_class: ClassVar[str] = "rigid"
+    #: robots this task runs on; the first is the default
+    robots: ClassVar[Tuple[str, ...]] = ()
+    #: controller dofs used by the task's actions
+    dofs: ClassVar[Tuple[str, ...]] = ("x", "y")
+    #: TCP workspace box (world, metres)
+    workspace: ClassVar[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = ((-1, -1, 0), (1, 1, 1))
+    #: where each robot is mounted: name -> (x, y, z, yaw)
+    robot_mounts: ClassVar[Dict[str, Tuple[float, float, float, float]]] = {}
+    #: TCP working height (m) and home position (world)
+    tcp_height: ClassVar[float] = 0.02
+    tcp_home: ClassVar[Tuple[float, float, float]] = (0.0, 0.0, 0.02)
+    #: physics timestep (s) and control period (s)
+    timestep: ClassVar[float] = 0.01
+    control_dt: ClassVar[float] = 0.1
+    #: number of flow points the observation carries
+    obs_keypoints: ClassVar[int] = 8
+    #: number of flow points the reward tracks (farthest-point subsample of the flow)
+    reward_points: ClassVar[int] = 64
+
+    def __init__(
+        self,
+        flow: FlowLike = None,
+        robot: Optional[str] = None,
+        render_mode: Optional[str] = None,
+        alignment: str = "nearest",
+        lookahead: float = 0.3,
+        reward_scales: Optional[Dict[str, float]] = None,
+        reward_sigma: float = 0.03,
+        success_threshold: float = 0.02,
+        reset_noise_scale: float = 1.0,
+        width: int = 320,
+        height: int = 240,
+        **unknown: Any,
+    ):
+        reject_unknown_kwargs(type(self), unknown, self.valid_kwargs())
+        robot = self.robots[0] if robot is None else robot
+        if robot not in self.robots:
+            raise ValueError(f"{self.env_id}: robot {robot!r} is not supported; choose from {list(self.robots)}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if reset_noise_scale < 0:
+            raise ValueError(f"reset_noise_scale must be >= 0, got {reset_noise_scale}")
+        if lookahead < 0:
+            raise ValueError(f"lookahead (seconds) must be >= 0, got {lookahead}")
+        self.render_mode = render_mode
+        self.robot_name = robot
+        self.reset_noise_scale = float(reset_noise_scale)
+        self.width, self.height = int(width), int(height)
+        self.n_substeps = int(round(self.control_dt / self.timestep))
+
+        # ---- flow: the one format, resampled to the control rate
+        source_flow = resolve_flow(flow, self.env_id)
+        if source_flow.task and source_flow.task != self.env_id:
+            raise FlowFormatError(
+                source_flow.origin, "task",
+                f"the flow was made for {source_flow.task!r}, not {self.env_id!r}",
+            )
+        self.source_flow = source_flow
+        self.flow = source_flow.resample(1.0 / self.control_dt).subsample(self.reward_points)
+
+        # ---- scene: task objects + robot, compiled once
+        spec = self._build_scene()
+        spec.option.timestep = self.timestep
+        self.robot = make_robot(robot)
+        x, y, z, yaw = self.robot_mounts.get(robot, (0.0, 0.0, 0.0, 0.0))
+        self.robot.attach(spec, base_pos=(x, y, z), base_yaw=yaw, tcp_height=self.tcp_height)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        self.robot.bind(self.model, self.data)
+        self.controller = EndEffectorController(self.robot, self.dofs, self.workspace, ControllerConfig())
+
+        # ---- reward: bind the flow's frame 0 to the object in its nominal state
+        self.binding: PointBinding = self._make_binding()
+        mujoco.mj_resetData(self.model, self.data)
+        self._set_nominal_state()
+        mujoco.mj_forward(self.model, self.data)
+        self.binding.bind(self.model, self.data, self.flow.points[0])
+        scales = RewardScales(**(reward_scales or {}))
+        self.reward_fn = FlowTrackingReward(
+            self.flow,
+            scales=scales,
+            sigma=reward_sigma,
+            lookahead=int(round(lookahead / self.control_dt)),
+            alignment=alignment,
+            success_threshold=success_threshold,
+            dt=self.control_dt,
+        )
+        self._kp = farthest_point_sampling(self.flow.points[0], self.obs_keypoints)
+
+        # ---- spaces
+        self.obs_layout = self._make_obs_layout()
+        n_obs = max(s.stop for s in self.obs_layout.values())
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(self.controller.action_dim,), dtype=np.float32)
+
+        self._renderer = None
+        self._points = np.zeros((self.flow.num_points, 3))
+        self._measured: Dict[str, Any] = {}
+        self._warn_count = 0
+
+    # ------------------------------------------------------------------ kwargs
+    @classmethod
+    def valid_kwargs(cls) -> Tuple[str, ...]:
+        import inspect
+
+        names = []
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names:
+                        names.append(p.name)
+        return tuple(names)
+
+    # ------------------------------------------------------------------ override points
+    def _build_scene(self) -> mujoco.MjSpec:
+        """The task's scene without a robot (typically ``load_asset("<task>.xml")``)."""
+        raise NotImplementedError
+
+    def _make_binding(self) -> PointBinding:
+        raise NotImplementedError
+
+    def _set_nominal_state(self) -> None:
+        """Object state at the flow's frame 0 (deterministic)."""
+        raise NotImplementedError
+
+    def reset_model(self) -> None:
+        """Randomise the start state with ``self.np_random`` (object and robot)."""
+        raise NotImplementedError
+
+    def _task_success(self, points: np.ndarray, measured: Dict[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+        """The task's own success criterion (AND-ed with reaching the flow's end) and extra info."""
+        return True, {}
+
+    # ------------------------------------------------------------------ observation
+    def _make_obs_layout(self) -> Dict[str, slice]:
+        sizes = [
+            ("proprio", self.robot.proprio_dim),  # robot joint/TCP state, see the robot adapter
+            ("object_points", 3 * self.obs_keypoints),  # current positions of K flow points (world)
+            ("subgoal_delta", 3 * self.obs_keypoints),  # subgoal frame minus current, same K points
+            ("goal_delta", 3 * self.obs_keypoints),  # last flow frame minus current
+            ("tcp_to_object", 3),  # object points' centroid minus TCP
+            ("phase", 1),  # t* / (T - 1): how far along the flow the object is
+        ]
+        layout, start = {}, 0
+        for name, n in sizes:
+            layout[name] = slice(start, start + n)
+            start += n
+        return layout
+
+    def _get_obs(self) -> np.ndarray:
+        pts = self._points[self._kp]
+        target = self.reward_fn.target
+        sub = target[self._measured["subgoal_index"], self._kp]
+        goal = target[-1, self._kp]
+        tcp = self.robot.tcp_pos(self.data)
+        phase = self._measured["flow_index"] / max(self.flow.num_frames - 1, 1)
+        return np.concatenate([
+            self.robot.proprio(self.data),
+            pts.ravel(),
+            (sub - pts).ravel(),
+            (goal - pts).ravel(),
+            pts.mean(axis=0) - tcp,
+            (phase,),
+        ])
+
+    # ------------------------------------------------------------------ reward
+    def _get_rew(self, action: np.ndarray) -> Tuple[float, Dict[str, Any]]:
+        """``(reward, info)``: reward is the sum of ``info``'s ``reward_*`` terms."""
+        rf = self.reward_fn
+        m = rf.measure(self._points)
+        ok, extra = self._task_success(self._points, m)
+        success = rf.reached(m) and ok
+        terms = rf.terms(m, action, success)
+        self._measured = m
+        info = dict(m)
+        info.update(extra)
+        info.update(terms)
+        info["is_success"] = success
+        return terms["reward_tracking"] + terms["reward_progress"] + terms["reward_action"] + terms["reward_success"], info
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        self._set_nominal_state()
+        self.reset_model()
+        mujoco.mj_forward(m, d)
+        self.controller.reset(m, d)
+        self._points = self.binding.points(d)
+        self.reward_fn.reset(self._points)
+        self._measured = {
+            "flow_index": 0,
+            "subgoal_index": min(self.reward_fn.lookahead, self.flow.num_frames - 1)
+            if self.reward_fn.alignment == "nearest" else 0,
+        }
+        self._warn_count = self._divergence_count()
+        info = {
+            "tracking_error": self.reward_fn.frame_error(self._points, self._measured["subgoal_index"]),
+            "final_error": self.reward_fn.frame_error(self._points, self.flow.num_frames - 1),
+            "flow_index": 0,
+            "is_success": False,
+        }
+        return self._get_obs(), info
+
+    def _divergence_count(self) -> int:
+        w = self.data.warning
+        return sum(int(w[i].number) for i in _DIVERGENCE_WARNINGS)
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"{self.env_id}: action of shape {action.shape}, expected {self.action_space.shape}")
+        m, d = self.model, self.data
+        if not np.all(np.isfinite(action)):
+            # a NaN action would poison the simulation state; treat it as "no motion"
+            action = np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0)
+        self.controller.apply(m, d, action)
+        mujoco.mj_step(m, d, nstep=self.n_substeps)
+        reason = self._check_divergence()
+        if reason:
+            return self._diverged_step(action, reason)
+        self._points = self.binding.points(d)
+        reward, info = self._get_rew(action)
+        obs = self._get_obs()
+        return obs, reward, False, False, info
+
+    def _check_divergence(self) -> Optional[str]:
+        n = self._divergence_count()
+        if n != self._warn_count:
+            self._warn_count = n
+            names = [i.name for i in _DIVERGENCE_WARNINGS if self.data.warning[i].number]
+            return f"physics diverged: MuJoCo warning(s) {names} at t={self.data.time:.3f}s"
+        if not (np.isfinite(self.data.qpos).all() and np.isfinite(self.data.qvel).all()):
+            return f"physics diverged: non-finite state at t={self.data.time:.3f}s"
+        return None
+
+    def _diverged_step(self, action, reason: str):
+        """Truncate the episode with a finite observation and zero reward, saying why."""
+        mujoco.mj_resetData(self.model, self.data)
+        self._set_nominal_state()
+        mujoco.mj_forward(self.model, self.data)
+        self._warn_count = self._divergence_count()
+        self._points = self.binding.points(self.data)
+        info = {k: 0.0 for k in ("reward_tracking", "reward_progress", "reward_action", "reward_success")}
+        info.update(self._measured)
+        info.update({"is_success": False, "truncation_reason": reason, "diverged": True})
+        info.setdefault("tracking_error", float("nan"))
+        return self._get_obs(), 0.0, False, True, info
+
+    # ------------------------------------------------------------------ rendering
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from .rendering import render_frame
+
+        if self._renderer is None:
+            from .rendering import make_renderer
+
+            self._renderer = make_renderer(self.model, self.width, self.height)
+        sub = self.reward_fn.target[self._measured.get("subgoal_index", 0)]
+        goal = self.reward_fn.target[-1]
+        return render_frame(self._renderer, self.data, camera="overview", subgoal=sub, goal=goal)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_renderer"] = None
+        return state

@@ -1,0 +1,28 @@
+"""Robot adapters, one file per robot, and the one robot registry.
+
+``make_robot(name)`` builds an adapter by name; entries are lazy
+``"module:Class"`` strings so importing the package loads no robot model.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Dict
+
+from .base import RobotAdapter
+
+ROBOTS: Dict[str, str] = {
+    "pusher": "d2f_envs.robots.pusher:PusherRobot",
+    "panda": "d2f_envs.robots.panda:PandaRobot",
+}
+
+
+def make_robot(name: str) -> RobotAdapter:
+    try:
+        entry = ROBOTS[name]
+    except KeyError:
+        raise ValueError(f"unknown robot {name!r}; known: {sorted(ROBOTS)}") from None
+    module, cls = entry.split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["ROBOTS", "RobotAdapter", "make_robot"]

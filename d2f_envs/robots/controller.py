@@ -1,0 +1,90 @@
+"""The shared end-effector controller: one action meaning for every robot.
+
+An action is a vector in [-1, 1] whose entries are the task's degrees of
+freedom, a subset of ``("x", "y", "z", "yaw", "grip")``. Position entries move
+the TCP target by up to ``max_delta_pos`` metres per control step, ``yaw`` by up to
+``max_delta_yaw`` radians, ``grip`` commands the gripper (-1 open, +1 closed).
+The target stays inside the task's workspace box and may lead the measured
+TCP by at most ``max_lead`` (anti-windup when the tool is blocked by contact).
+Dofs a task does not use hold their reset values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import mujoco
+import numpy as np
+
+from .base import RobotAdapter
+
+DOFS = ("x", "y", "z", "yaw", "grip")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    # metres of TCP target motion per control step at |action| = 1 (0.3 m/s at 10 Hz)
+    max_delta_pos: float = 0.03
+    # radians of TCP yaw per control step at |action| = 1
+    max_delta_yaw: float = 0.25
+    # how far (m) the target may run ahead of the measured TCP
+    max_lead: float = 0.05
+
+
+class EndEffectorController:
+    def __init__(
+        self,
+        robot: RobotAdapter,
+        dofs: Sequence[str],
+        workspace: Tuple[Sequence[float], Sequence[float]],
+        config: ControllerConfig = ControllerConfig(),
+    ):
+        unknown = [d for d in dofs if d not in DOFS]
+        if unknown:
+            raise ValueError(f"unknown controller dofs {unknown}; choose from {DOFS}")
+        if "yaw" in dofs and not robot.can_yaw:
+            raise ValueError(f"robot {robot.name!r} cannot yaw its tool; the task needs dofs {tuple(dofs)}")
+        if "grip" in dofs and not robot.has_gripper:
+            raise ValueError(f"robot {robot.name!r} has no gripper; the task needs dofs {tuple(dofs)}")
+        if "z" in dofs and not robot.can_lift:
+            raise ValueError(f"robot {robot.name!r} cannot move its tool in z; the task needs dofs {tuple(dofs)}")
+        self.robot = robot
+        self.dofs = tuple(dofs)
+        self.config = config
+        self.lo = np.asarray(workspace[0], dtype=np.float64)
+        self.hi = np.asarray(workspace[1], dtype=np.float64)
+        # index of each dof in the action vector (-1: unused)
+        self._ix = {d: (self.dofs.index(d) if d in self.dofs else -1) for d in DOFS}
+        self._pos_idx = np.array([self._ix[d] for d in "xyz"])
+        self._pos_used = self._pos_idx >= 0
+        self.target_pos = np.zeros(3)
+        self.target_yaw = 0.0
+        self.grip = -1.0
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.dofs)
+
+    def reset(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        """Hold the TCP where it is (call after the robot's reset and mj_forward)."""
+        self.target_pos = self.robot.tcp_pos(data).copy()
+        self.target_yaw = self.robot.tcp_yaw(data)
+        self.grip = -1.0
+
+    def apply(self, model: mujoco.MjModel, data: mujoco.MjData, action: np.ndarray) -> None:
+        """Map a normalised action to the robot's ``data.ctrl``."""
+        a = np.clip(action, -1.0, 1.0)
+        cfg = self.config
+        if self._pos_used.any():
+            delta = np.zeros(3)
+            delta[self._pos_used] = a[self._pos_idx[self._pos_used]] * cfg.max_delta_pos
+            tcp = self.robot.tcp_pos(data)
+            target = np.clip(self.target_pos + delta, self.lo, self.hi)
+            # anti-windup: keep the target within max_lead of where the tool really is
+            target = np.where(self._pos_used, np.clip(target, tcp - cfg.max_lead, tcp + cfg.max_lead), target)
+            self.target_pos = target
+        if self._ix["yaw"] >= 0:
+            self.target_yaw = float(self.target_yaw + a[self._ix["yaw"]] * cfg.max_delta_yaw)
+        if self._ix["grip"] >= 0:
+            self.grip = float(a[self._ix["grip"]])
+        self.robot.command(model, data, self.target_pos, self.target_yaw, self.grip)

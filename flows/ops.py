@@ -1,0 +1,132 @@
+"""Operations on object flows: resampling, point subsampling, rigid transforms, slicing.
+
+Also the two geometric primitives the rest of the project shares:
+:func:`farthest_point_sampling` and :func:`fit_rigid_transform` (Kabsch).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .format import FlowFormatError, ObjectFlow
+
+
+def farthest_point_sampling(points: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``k`` points of ``points`` (M, D) spread out by farthest-point sampling.
+
+    Deterministic for a given ``seed`` (which only picks the first point).
+    Returns all indices (in order) when ``k >= M``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    m = points.shape[0]
+    if k <= 0:
+        raise ValueError(f"farthest_point_sampling: k must be >= 1, got {k}")
+    if k >= m:
+        return np.arange(m)
+    rng = np.random.default_rng(seed)
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = rng.integers(m)
+    dist = np.linalg.norm(points - points[chosen[0]], axis=1)
+    for j in range(1, k):
+        chosen[j] = int(np.argmax(dist))
+        dist = np.minimum(dist, np.linalg.norm(points - points[chosen[j]], axis=1))
+    return chosen
+
+
+def fit_rigid_transform(src: np.ndarray, dst: np.ndarray, weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Best-fit rigid 4x4 transform ``X`` with ``X @ src ~= dst`` (Kabsch, no scaling).
+
+    ``src``, ``dst``: (N, 3) corresponding points; ``weights`` (N,) optional
+    (e.g. visibility). Degenerate sets (a single point, collinear points)
+    still give a proper rotation.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.sum() <= 0:
+        raise ValueError("fit_rigid_transform: no point has positive weight")
+    w = w / w.sum()
+    mu_s = w @ src
+    mu_d = w @ dst
+    H = (src - mu_s).T @ ((dst - mu_d) * w[:, None])
+    U, _, Vt = np.linalg.svd(H)
+    D = np.eye(3)
+    D[2, 2] = np.sign(np.linalg.det(Vt.T @ U.T)) or 1.0
+    R = Vt.T @ D @ U.T
+    X = np.eye(4)
+    X[:3, :3] = R
+    X[:3, 3] = mu_d - R @ mu_s
+    return X
+
+
+def resample(flow: ObjectFlow, fps: float) -> ObjectFlow:
+    """Resample ``flow`` to ``fps`` by linear interpolation in time.
+
+    A resampled point is visible when both frames it is interpolated from see
+    it (or the nearest frame, for an exact hit); frames that would end up with
+    no visible point keep the nearest source frame's visibility.
+    """
+    fps = float(fps)
+    if not np.isfinite(fps) or fps <= 0:
+        raise FlowFormatError(flow.origin, "fps", f"resample: expected a target fps > 0, got {fps!r}")
+    T = flow.num_frames
+    n_new = int(np.floor(flow.duration * fps + 1e-9)) + 1
+    t_new = np.arange(n_new) / fps * flow.fps  # in source frame units
+    lo = np.clip(np.floor(t_new).astype(int), 0, T - 1)
+    hi = np.clip(lo + 1, 0, T - 1)
+    a = (t_new - lo)[:, None, None]
+    pts = (1.0 - a) * flow.points[lo] + a * flow.points[hi]
+    exact = (a[:, 0, 0] < 1e-9)
+    vis = np.where(exact[:, None], flow.visible[lo], flow.visible[lo] & flow.visible[hi])
+    nearest = np.clip(np.rint(t_new).astype(int), 0, T - 1)
+    empty = ~vis.any(axis=1)
+    vis[empty] = flow.visible[nearest[empty]]
+    return flow.replace(points=pts.astype(np.float32), visible=vis, fps=fps)
+
+
+def subsample_points(flow: ObjectFlow, num_points: int, seed: int = 0) -> ObjectFlow:
+    """Keep ``num_points`` points, spread by farthest-point sampling on frame 0.
+
+    Points visible in frame 0 are preferred; their order follows the sampling.
+    """
+    if num_points >= flow.num_points:
+        return flow
+    p0 = flow.points[0]
+    vis0 = np.flatnonzero(flow.visible[0])
+    pool = vis0 if vis0.size >= num_points else np.arange(flow.num_points)
+    idx = pool[farthest_point_sampling(p0[pool], num_points, seed=seed)]
+    vis = flow.visible[:, idx]
+    if not vis.any(axis=1).all():
+        raise FlowFormatError(
+            flow.origin, "visible",
+            f"subsample to {num_points} points leaves frames with no visible point; keep more points",
+        )
+    return flow.replace(points=flow.points[:, idx], visible=vis)
+
+
+def rigid_transform(flow: ObjectFlow, transform: np.ndarray) -> ObjectFlow:
+    """Apply the rigid 4x4 ``transform`` to every point of ``flow``.
+
+    Camera extrinsics stored in the flow (camera-to-world) are updated to
+    stay consistent with the new world frame.
+    """
+    X = np.asarray(transform, dtype=np.float64)
+    if X.shape != (4, 4):
+        raise ValueError(f"rigid_transform: expected a 4x4 matrix, got shape {X.shape}")
+    R = X[:3, :3]
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
+        raise ValueError("rigid_transform: the 3x3 block is not a rotation matrix")
+    pts = flow.points.astype(np.float64) @ R.T + X[:3, 3]
+    ext = None if flow.extrinsics is None else X @ flow.extrinsics
+    return flow.replace(points=pts.astype(np.float32), extrinsics=ext)
+
+
+def slice_time(flow: ObjectFlow, start: float = 0.0, stop: Optional[float] = None) -> ObjectFlow:
+    """Frames whose time (seconds from frame 0) lies in ``[start, stop]``."""
+    t = np.arange(flow.num_frames) / flow.fps
+    stop = t[-1] if stop is None else stop
+    keep = (t >= start - 1e-9) & (t <= stop + 1e-9)
+    if not keep.any():
+        raise FlowFormatError(flow.origin, "points", f"slice [{start}, {stop}] s selects no frame of a {t[-1]:.3f} s flow")
+    return flow.replace(points=flow.points[keep], visible=flow.visible[keep])

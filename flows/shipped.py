@@ -1,0 +1,27 @@
+"""Flows shipped with the package, one per task, under ``flows/data/<task>/``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .format import ObjectFlow
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# env id -> shipped flow file (relative to DATA_DIR)
+SHIPPED = {
+    "D2F-PushT-v0": "push_t/flow.npz",
+}
+
+
+def shipped_flow_path(env_id: str) -> Path:
+    """Path of the flow shipped for ``env_id``."""
+    try:
+        rel = SHIPPED[env_id]
+    except KeyError:
+        raise KeyError(f"no shipped flow for {env_id!r}; shipped: {sorted(SHIPPED)}") from None
+    return DATA_DIR / rel
+
+
+def shipped_flow(env_id: str) -> ObjectFlow:
+    """Load the flow shipped for ``env_id``."""
+    return ObjectFlow.load(shipped_flow_path(env_id))
