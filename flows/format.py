@@ -33,6 +33,7 @@ Everything that reads a flow validates it; a violation raises
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 import zipfile
@@ -45,6 +46,7 @@ import numpy as np
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 _IN_MEMORY = "<ObjectFlow>"
+_NPZ_KEYS = ("points", "visible", "meta", "intrinsics", "extrinsics")
 
 
 class FlowFormatError(ValueError):
@@ -57,21 +59,37 @@ class FlowFormatError(ValueError):
     def __init__(self, where: str, field_name: str, message: str):
         self.path = where
         self.field = field_name
+        self.detail = message
         super().__init__(f"{where}: field '{field_name}': {message}")
+
+    def __reduce__(self):
+        # keeps the error picklable (e.g. raised inside a SubprocVecEnv worker)
+        return (type(self), (self.path, self.field, self.detail))
 
 
 def _check_matrix(value: Any, name: str, shape: tuple, where: str) -> Optional[np.ndarray]:
     if value is None:
         return None
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise FlowFormatError(where, name, f"expected a numeric {shape} matrix ({exc})") from None
+    if raw.dtype.kind not in "fiu":
+        raise FlowFormatError(where, name, f"expected a real numeric {shape} matrix, got dtype {raw.dtype}")
+    arr = np.array(raw, dtype=np.float64)  # always a copy: the flow owns its arrays
     if arr.shape != shape:
         raise FlowFormatError(where, name, f"expected shape {shape}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise FlowFormatError(where, name, "contains NaN or inf")
+    arr.flags.writeable = False
     return arr
+
+
+def _as_array(value: Any, name: str, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists, ...
+        raise FlowFormatError(where, name, f"expected an array ({exc})") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,12 +116,14 @@ class ObjectFlow:
 
     def __post_init__(self) -> None:
         where = self.origin
-        if self.format_version not in SUPPORTED_VERSIONS:
+        version = self.format_version
+        if not isinstance(version, numbers.Integral) or isinstance(version, (bool, np.bool_)) \
+                or version not in SUPPORTED_VERSIONS:
             raise FlowFormatError(
                 where, "format_version",
                 f"unknown format version {self.format_version!r}; this library reads {SUPPORTED_VERSIONS}",
             )
-        pts = np.asarray(self.points)
+        pts = _as_array(self.points, "points", where)
         if pts.dtype.kind not in "fiu":
             raise FlowFormatError(where, "points", f"expected a float array, got dtype {pts.dtype}")
         if pts.ndim != 3 or pts.shape[-1] != 3:
@@ -114,7 +134,7 @@ class ObjectFlow:
         if not np.all(np.isfinite(pts)):
             bad = np.argwhere(~np.isfinite(pts))[0]
             raise FlowFormatError(where, "points", f"contains NaN or inf (first at frame {bad[0]}, point {bad[1]})")
-        vis = np.asarray(self.visible)
+        vis = _as_array(self.visible, "visible", where)
         if vis.dtype != np.bool_:
             raise FlowFormatError(where, "visible", f"expected a bool array, got dtype {vis.dtype}")
         if vis.shape != (T, N):
@@ -125,10 +145,9 @@ class ObjectFlow:
                 where, "visible",
                 f"every frame needs at least one visible point; frame(s) {empty[:5].tolist()} have none",
             )
-        try:
-            fps = float(self.fps)
-        except (TypeError, ValueError):
-            raise FlowFormatError(where, "fps", f"expected a number > 0, got {self.fps!r}") from None
+        if not isinstance(self.fps, numbers.Real) or isinstance(self.fps, (bool, np.bool_)):
+            raise FlowFormatError(where, "fps", f"expected a number > 0, got {self.fps!r}")
+        fps = float(self.fps)
         if not np.isfinite(fps) or fps <= 0:
             raise FlowFormatError(where, "fps", f"expected a finite number > 0, got {self.fps!r}")
         for name in ("task", "object_name"):
@@ -140,14 +159,16 @@ class ObjectFlow:
             raise FlowFormatError(where, "extra", f"expected a JSON object (dict), got {type(self.extra).__name__}")
         K = _check_matrix(self.intrinsics, "intrinsics", (3, 3), where)
         E = _check_matrix(self.extrinsics, "extrinsics", (4, 4), where)
-        pts = np.ascontiguousarray(pts, dtype=np.float32)
-        vis = np.ascontiguousarray(vis)
+        # always copies: the flow never shares (or freezes) the caller's arrays
+        pts = np.array(pts, dtype=np.float32, order="C")
+        vis = np.array(vis, dtype=np.bool_, order="C")
         pts.flags.writeable = False
         vis.flags.writeable = False
         set_ = object.__setattr__
         set_(self, "points", pts)
         set_(self, "visible", vis)
         set_(self, "fps", fps)
+        set_(self, "format_version", int(version))
         set_(self, "intrinsics", K)
         set_(self, "extrinsics", E)
         set_(self, "source", dict(self.source))
@@ -207,8 +228,8 @@ class ObjectFlow:
             raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            meta = json.dumps(self.meta())
-        except TypeError as exc:
+            meta = json.dumps(self.meta(), allow_nan=False)
+        except (TypeError, ValueError) as exc:
             raise FlowFormatError(str(path), "meta", f"metadata must be JSON serialisable ({exc})") from None
         arrays = {"points": self.points, "visible": self.visible, "meta": np.array(meta)}
         if self.intrinsics is not None:
@@ -224,11 +245,21 @@ class ObjectFlow:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-            os.replace(tmp, path)
-        except BaseException:
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                # atomic no-clobber: a file created since the check above is never replaced
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it") from None
+                except OSError:  # no hard links on this filesystem
+                    if path.exists():
+                        raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it") from None
+                    os.replace(tmp, path)
+        finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            raise
         return path
 
     @classmethod
@@ -237,13 +268,26 @@ class ObjectFlow:
         where = str(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{where}: no such flow file")
+        arrays = {}
+        key = "<file>"
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            # allow_pickle=False: object arrays are refused, never unpickled
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"a single {type(loaded).__name__}, not an .npz archive")
+            with loaded as npz:
+                names = list(npz.files)
+                unknown = sorted(set(names) - set(_NPZ_KEYS))
+                if unknown:
+                    raise FlowFormatError(where, unknown[0], f"unknown array in the file (expected only {list(_NPZ_KEYS)})")
+                for key in names:
+                    arrays[key] = npz[key]
+        except FlowFormatError:
+            raise
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-            raise FlowFormatError(where, "<file>", f"not a readable .npz flow file ({type(exc).__name__}: {exc})") from None
+            raise FlowFormatError(where, key, f"not a readable .npz flow file ({type(exc).__name__}: {exc})") from None
         except Exception as exc:  # zlib.error, struct.error ... from a corrupted archive
-            raise FlowFormatError(where, "<file>", f"corrupted .npz flow file ({type(exc).__name__}: {exc})") from None
+            raise FlowFormatError(where, key, f"corrupted .npz flow file ({type(exc).__name__}: {exc})") from None
         for key in ("points", "visible", "meta"):
             if key not in arrays:
                 raise FlowFormatError(where, key, f"missing; the file has {sorted(arrays)}")
