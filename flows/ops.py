@@ -94,14 +94,16 @@ def resample(flow: ObjectFlow, fps: float) -> ObjectFlow:
 
     A resampled point is visible when both frames it is interpolated from see
     it (or the nearest frame, for an exact hit); frames that would end up with
-    no visible point keep the nearest source frame's visibility.
+    no visible point keep the nearest source frame's visibility. The last
+    source frame (the flow's goal) is always kept: when the duration is not a
+    whole number of new periods, the final interval is shorter.
     """
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise FlowFormatError(flow.origin, "fps", f"resample: expected a target fps > 0, got {fps!r}")
     T = flow.num_frames
-    n_new = int(np.floor(flow.duration * fps + 1e-9)) + 1
-    t_new = np.arange(n_new) * (flow.fps / fps)  # in source frame units
+    n_new = int(np.ceil(flow.duration * fps - 1e-6)) + 1
+    t_new = np.minimum(np.arange(n_new) * (flow.fps / fps), T - 1)  # in source frame units
     # snap times that hit a source frame up to rounding error, so they count as exact hits
     snapped = np.rint(t_new)
     t_new = np.where(np.abs(t_new - snapped) < 1e-6, snapped, t_new)

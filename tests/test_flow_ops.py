@@ -72,11 +72,13 @@ def test_resample_same_fps_is_identity():
         np.testing.assert_array_equal(out.visible, flow.visible)
 
 
-def test_resample_drops_partial_last_interval():
-    flow = linear_flow(T=33, fps=30.0)  # 32/30 s
+def test_resample_keeps_the_goal_frame_after_a_partial_last_interval():
+    flow = linear_flow(T=33, fps=30.0)  # 32/30 s: not a whole number of 0.1 s periods
     out = flow.resample(10.0)
-    assert out.num_frames == 11  # times 0 .. 1.0 s; 1.1 s would be past the end
-    assert out.duration <= flow.duration
+    assert out.num_frames == 12  # times 0 .. 1.0 s, then the last source frame (1.0667 s)
+    np.testing.assert_array_equal(out.points[-1], flow.points[-1])
+    np.testing.assert_array_equal(out.visible[-1], flow.visible[-1])
+    np.testing.assert_allclose(out.points[10], flow.points[30], atol=1e-5)
 
 
 def test_resample_keeps_metadata():
