@@ -240,7 +240,7 @@ class FlowEnv(gym.Env):
         ok, extra = self._task_success(self._points, m)
         success = rf.reached(m) and ok
         terms = rf.terms(m, action, success)
-        self._measured = m
+        self._measured = {**m, **extra}  # the last valid measurement (a diverged step reports it)
         info = dict(m)
         info.update(extra)
         info.update(terms)
@@ -315,6 +315,7 @@ class FlowEnv(gym.Env):
         info.update(self._measured)
         info.update({"is_success": False, "truncation_reason": reason, "diverged": True})
         info.setdefault("tracking_error", float("nan"))
+        info.setdefault("final_error", float("nan"))
         return self._get_obs(), 0.0, False, True, info
 
     # ------------------------------------------------------------------ rendering
