@@ -130,7 +130,8 @@ def test_same_seed_same_trajectory(make, env_id, robot):
 
 
 @pytest.mark.parametrize("env_id,robot", CASES)
-def test_pickle_round_trip(make, env_id, robot):
+def test_pickle_round_trip(make, env_id, robot, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
     env = make(env_id, robot=robot).unwrapped
     env.reset(seed=5)
     actions = seeded_actions(env, 30, seed=11)
@@ -140,6 +141,15 @@ def test_pickle_round_trip(make, env_id, robot):
     for t, (sa, sb) in enumerate(zip(run_actions(env, actions[5:]), run_actions(clone, actions[5:]))):
         assert_same(sa, sb, f"step {t}")
     assert_same(env.reset(seed=9), clone.reset(seed=9), "reset after round trip")
+    # the clone still notices when its physics diverges (no state shared with, or cached from, the original)
+    env.step(actions[0])
+    clone = pickle.loads(pickle.dumps(env))
+    clone.data.qvel[:] = 1e12
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        truncated, info = clone.step(actions[1])[3:]
+    assert truncated is True and "diverg" in info["truncation_reason"].lower()
+    assert "truncation_reason" not in env.step(actions[1])[4]
     clone.close()
 
 
