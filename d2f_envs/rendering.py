@@ -15,8 +15,26 @@ SUBGOAL_RGBA = np.array([0.1, 0.9, 0.2, 0.9], dtype=np.float32)
 GOAL_RGBA = np.array([0.95, 0.2, 0.2, 0.5], dtype=np.float32)
 
 
-def make_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
+def _ensure_offscreen_backend() -> None:
+    """Use EGL when there is no display, even if ``mujoco`` was imported before ``d2f_envs``.
+
+    MuJoCo picks its OpenGL backend from ``MUJOCO_GL`` when it is first imported;
+    without a display its default (GLFW) cannot create a context, so swap in EGL.
+    """
+    if os.environ.get("DISPLAY"):
+        return
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from mujoco.rendering.classic import gl_context
+
+    current = getattr(gl_context, "GLContext", None)
+    if current is None or "glfw" in getattr(current, "__module__", ""):
+        from mujoco.egl import GLContext
+
+        gl_context.GLContext = GLContext
+
+
+def make_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
+    _ensure_offscreen_backend()
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
     try:
