@@ -1,0 +1,222 @@
+"""Command line of dream2flow-gym's flows package: ``python -m flows COMMAND ...``.
+
+Commands:
+
+* ``extract``: video -> 3D object flow (``flows.extract``)::
+
+      python -m flows extract VIDEO --object NAME --camera camera.json \\
+          [--depth depth.npz] [--mask mask.png] [--tracker lk] \\
+          [--depth-model measured|depth-anything] -o flow.npz
+
+* ``show``: plot a flow's 3D trajectories to an image, or overlay them on a video::
+
+      python -m flows show flow.npz -o flow.png
+      python -m flows show flow.npz --video VIDEO -o overlay.mp4
+
+New commands register a ``(name, add_arguments, run)`` triple in
+:data:`COMMANDS` (``run(args) -> exit code``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+
+class CommandError(Exception):
+    """An error to report to the user in one line (exit code 1)."""
+
+
+# ---------------------------------------------------------------------- extract
+def _add_extract(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="video file (mp4, gif, ...) or a folder of PNG frames")
+    p.add_argument("--object", required=True, dest="object_name", help="name of the moving object (e.g. 'drawer')")
+    p.add_argument("--camera", required=True, help="camera.json: width, height, K (or fx, fy, cx, cy), T_world_camera")
+    p.add_argument("--depth", default=None,
+                   help="depth .npz/.npy or folder of 16-bit PNGs (mm): the measured depth, or the reference depth of "
+                        "frame 0 that calibrates --depth-model depth-anything")
+    p.add_argument("--mask", default=None, help="object mask image of frame 0 (PNG); default: --masker")
+    p.add_argument("--masker", default="grounded-sam", help="masker used without --mask (default: grounded-sam)")
+    p.add_argument("--tracker", default="lk", help="2D tracker: lk (default, no weights) or cotracker")
+    p.add_argument("--tracker-checkpoint", default=None, help="CoTracker checkpoint (.pth)")
+    p.add_argument("--depth-model", default="measured", help="depth: measured (default) or depth-anything")
+    p.add_argument("--depth-anything-model", default=None,
+                   help="Depth Anything hub id or local folder (default depth-anything/Depth-Anything-V2-Small-hf)")
+    p.add_argument("--calibration", default="scale", choices=["scale", "scale-shift", "none"],
+                   help="depth-anything calibration to the reference depth (default: scale)")
+    p.add_argument("--max-points", type=int, default=1024, help="maximum number of tracked points (default 1024)")
+    p.add_argument("--queries", default="auto", choices=["auto", "fps", "features"], help="query point sampling")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's, else 30)")
+    p.add_argument("--task", default="", help="env id the flow is made for (metadata)")
+    p.add_argument("--generator", default="", help="video generator that made the video (metadata)")
+    p.add_argument("--notes", default="", help="free-form notes (metadata)")
+    p.add_argument("--smooth", type=int, default=0, help="temporal moving-average window in frames (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output flow .npz")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        out = out.with_suffix(out.suffix + ".npz") if out.suffix else out.with_suffix(".npz")
+    if out.exists() and not args.overwrite:
+        raise CommandError(f"{out}: exists; pass --overwrite to replace it")
+    try:
+        from flows.extract import extract_flow
+    except ImportError as exc:
+        raise CommandError(f"flows.extract needs OpenCV: pip install 'dream2flow-gym[extract]' ({exc})") from None
+    tracker_options = {}
+    if args.tracker_checkpoint:
+        tracker_options["checkpoint"] = args.tracker_checkpoint
+    depth_options = {}
+    if args.depth_model == "depth-anything":
+        depth_options["calibration"] = args.calibration
+        if args.depth_anything_model:
+            depth_options["model"] = args.depth_anything_model
+    flow = extract_flow(
+        args.video, args.camera, mask=args.mask, masker=args.masker, tracker=args.tracker,
+        depth=args.depth_model, depth_data=args.depth, object_name=args.object_name, max_points=args.max_points,
+        fps=args.fps, progress=not args.no_progress, task=args.task, queries=args.queries,
+        generator=args.generator, notes=args.notes, tracker_options=tracker_options, depth_options=depth_options,
+        lift_options={"smooth": args.smooth}, seed=args.seed,
+    )
+    path = flow.save(out, overwrite=args.overwrite)
+    vis = flow.visible.mean()
+    print(f"wrote {path}: {flow.num_frames} frames x {flow.num_points} points, {vis:.0%} visible, fps {flow.fps:g}")
+    return 0
+
+
+# ---------------------------------------------------------------------- show
+def _add_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("flow", help="flow .npz")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .pdf, ...) or, with --video, .mp4/.gif")
+    p.add_argument("--video", default=None, help="overlay the flow on this video (uses the flow's intrinsics/extrinsics)")
+    p.add_argument("--max-points", type=int, default=200, help="points drawn (farthest-point subsample, default 200)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def _plot_3d(flow, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    P = flow.points
+    T = flow.num_frames
+    fig = plt.figure(figsize=(7, 6))
+    ax = fig.add_subplot(111, projection="3d")
+    cmap = plt.get_cmap("viridis")
+    for i in range(flow.num_points):
+        ax.plot(P[:, i, 0], P[:, i, 1], P[:, i, 2], color="0.6", lw=0.6, alpha=0.6)
+    for t, c in ((0, cmap(0.0)), (T - 1, cmap(1.0))):
+        v = flow.visible[t]
+        ax.scatter(P[t, v, 0], P[t, v, 1], P[t, v, 2], s=4, color=c, label="start" if t == 0 else "end")
+    lo, hi = P.reshape(-1, 3).min(0), P.reshape(-1, 3).max(0)
+    mid, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-3)
+    ax.set_xlim(mid[0] - half, mid[0] + half)
+    ax.set_ylim(mid[1] - half, mid[1] + half)
+    ax.set_zlim(mid[2] - half, mid[2] + half)
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    ax.set_zlabel("z [m]")
+    ax.legend(loc="upper left")
+    ax.set_title(f"{flow.object_name or 'object'}: {flow.num_points} points, {T} frames, {flow.duration:.2f} s")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def _overlay(flow, video: str, out: Path) -> None:
+    import cv2
+
+    from flows.extract.camera import Camera
+    from flows.extract.video import read_video, write_video
+
+    if flow.intrinsics is None or flow.extrinsics is None:
+        raise CommandError(f"{flow.origin}: the flow has no intrinsics/extrinsics; cannot overlay it on a video")
+    frames, vfps = read_video(video)
+    H, W = frames.shape[1:3]
+    cam = Camera(K=flow.intrinsics, T_world_camera=flow.extrinsics, width=W, height=H)
+    uv, z = cam.project(flow.points)
+    T = min(len(frames), flow.num_frames)
+    if len(frames) != flow.num_frames:
+        print(f"warning: the video has {len(frames)} frames, the flow {flow.num_frames}; drawing {T}", file=sys.stderr)
+    import matplotlib
+
+    hsv = matplotlib.colormaps["hsv"](np.linspace(0, 1, flow.num_points, endpoint=False))
+    colors = np.rint(hsv[:, :3] * 255).astype(int)
+    outf = []
+    for t in range(T):
+        img = np.ascontiguousarray(frames[t].copy())
+        for i in range(flow.num_points):
+            if z[t, i] <= 0 or not np.all(np.isfinite(uv[t, i])):
+                continue
+            for s in range(max(0, t - 8), t):  # short tail
+                a, b = uv[s, i], uv[s + 1, i]
+                if z[s, i] > 0 and z[s + 1, i] > 0:
+                    cv2.line(img, (int(round(a[0])), int(round(a[1]))), (int(round(b[0])), int(round(b[1]))),
+                             tuple(int(c) for c in colors[i]), 1, cv2.LINE_AA)
+            p = (int(round(uv[t, i, 0])), int(round(uv[t, i, 1])))
+            if flow.visible[t, i]:
+                cv2.circle(img, p, 2, tuple(int(c) for c in colors[i]), -1, cv2.LINE_AA)
+            else:
+                cv2.circle(img, p, 2, (128, 128, 128), 1, cv2.LINE_AA)
+        outf.append(img)
+    write_video(out, np.stack(outf), fps=vfps or flow.fps)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from flows.format import ObjectFlow
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise CommandError(f"{out}: exists; pass --overwrite to replace it")
+    flow = ObjectFlow.load(args.flow)
+    if args.max_points and flow.num_points > args.max_points:
+        flow = flow.subsample(args.max_points)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.video:
+        _overlay(flow, args.video, out)
+    else:
+        _plot_3d(flow, out)
+    print(f"wrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+# name -> (help, add_arguments, run); other commands (e.g. "dream", "render-demo") can be added here
+COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "extract": ("extract a 3D object flow from a video", _add_extract, _run_extract),
+    "show": ("plot a flow (3D trajectories) or overlay it on a video", _add_show, _run_show),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows", description="dream2flow-gym object-flow tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_, add, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (CommandError, FileNotFoundError, FileExistsError, ValueError, ImportError, OSError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"python -m flows {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""2D point trackers: ``track(video, queries, progress=None) -> (tracks (T,N,2), visible (T,N))``.
+
+* ``"lk"``: :class:`~flows.extract.trackers.lk.LucasKanadeTracker` (OpenCV, no weights);
+* ``"cotracker"``: :class:`~flows.extract.trackers.cotracker.CoTrackerTracker` (CoTracker3 offline).
+"""
+from .cotracker import CoTrackerTracker
+from .lk import LucasKanadeTracker
+
+__all__ = ["CoTrackerTracker", "LucasKanadeTracker"]

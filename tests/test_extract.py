@@ -1,0 +1,210 @@
+"""Extraction of 3D object flow from video (flows/extract, python -m flows extract / show)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from flows import ObjectFlow  # noqa: E402
+from flows.extract import (  # noqa: E402
+    DEPTH_ESTIMATORS, TRACKERS, Camera, CameraError, DepthError, LucasKanadeTracker, VideoError, apply_calibration,
+    extract_flow, fit_calibration, lift_tracks, load_depth, read_video, sample_query_points, write_video,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------- synthetic data
+def texture(size: int, seed: int, cell: int = 4) -> np.ndarray:
+    """Smooth random RGB texture (size, size, 3) uint8: noise upsampled and blurred (good for LK)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(size // cell + 1, size // cell + 1, 3)).astype(np.uint8)
+    big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(big, (0, 0), 1.0)
+
+
+def affine(angle_deg: float, scale: float, center_src, center_dst) -> np.ndarray:
+    """2x3 matrix: rotate+scale about ``center_src`` and move it to ``center_dst``."""
+    A = cv2.getRotationMatrix2D(tuple(float(c) for c in center_src), angle_deg, scale)
+    A[:, 2] += np.asarray(center_dst, float) - np.asarray(center_src, float)
+    return A
+
+
+def apply_affine(A: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    return xy @ A[:, :2].T + A[:, 2]
+
+
+def moving_texture_video(T=16, W=128, H=96, seed=0, shift=(2.0, 0.8), spin=1.0):
+    """A textured image translated and rotated a little each frame; affine maps frame-0 pixels -> frame t."""
+    tex = texture(256, seed)
+    c = np.array([128.0, 128.0])
+    A0 = affine(0.0, 1.0, c, (W / 2, H / 2))
+    frames, maps = [], []
+    for t in range(T):
+        At = affine(spin * t, 1.0, c, (W / 2 + shift[0] * t, H / 2 + shift[1] * t))
+        frames.append(cv2.warpAffine(tex, At, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+        # frame-0 pixel -> texture -> frame t
+        A0i = cv2.invertAffineTransform(A0)
+        maps.append(np.vstack([At, [0, 0, 1]]) @ np.vstack([A0i, [0, 0, 1]]))
+    return np.stack(frames), [m[:2] for m in maps]
+
+
+def look_at_camera(W, H, f, eye, target, up=(0.0, 0.0, 1.0)) -> Camera:
+    """Camera at ``eye`` looking at ``target`` (world z up), OpenCV axes."""
+    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([x, y, z], axis=1)
+    T[:3, 3] = eye
+    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
+    return Camera(K=K, T_world_camera=T, width=W, height=H)
+
+
+class PlaneScene:
+    """A textured square plate moving in front of a static textured background plane.
+
+    The plate is fronto-parallel to the camera at depth ``z[t]``, rotated by
+    ``angle[t]`` about the optical axis and translated by ``xy[t]`` (camera
+    frame, metres). Its image is therefore a similarity warp of its texture,
+    rendered exactly with ``cv2.warpAffine``; the depth map is ``z[t]`` on the
+    plate and ``z_bg`` elsewhere.
+    """
+
+    def __init__(self, T=16, W=160, H=120, f=150.0, side=0.16, z_bg=0.9, seed=0):
+        self.T, self.W, self.H, self.f = T, W, H, f
+        self.camera = look_at_camera(W, H, f, eye=(0.6, -0.2, 0.8), target=(0.0, 0.1, 0.05))
+        self.tex_px = 200
+        self.m_per_tex = side / self.tex_px
+        self.tex = texture(self.tex_px, seed + 1, cell=5)
+        self.bg = texture(max(W, H) * 2, seed + 2, cell=6)[:H, :W]
+        s = np.linspace(0.0, 1.0, T)
+        self.xy = np.stack([-0.03 + 0.08 * s, -0.01 + 0.03 * s], axis=1)  # metres, camera frame
+        self.z = 0.55 - 0.07 * s
+        self.angle = np.deg2rad(25.0) * s
+        self.z_bg = z_bg
+
+    def tex_to_cam(self, t: int, ij: np.ndarray) -> np.ndarray:
+        """Texture pixel coords (N, 2) -> camera-frame points (N, 3) at frame t."""
+        ab = (ij - (self.tex_px - 1) / 2) * self.m_per_tex
+        c, s = np.cos(self.angle[t]), np.sin(self.angle[t])
+        R = np.array([[c, -s], [s, c]])
+        xy = ab @ R.T + self.xy[t]
+        return np.concatenate([xy, np.full((len(ij), 1), self.z[t])], axis=1)
+
+    def tex_to_pixel_affine(self, t: int) -> np.ndarray:
+        K = self.camera.K
+        g = self.f / self.z[t]
+        c, s = np.cos(self.angle[t]), np.sin(self.angle[t])
+        R = np.array([[c, -s], [s, c]]) * self.m_per_tex * g
+        off = -R @ np.full(2, (self.tex_px - 1) / 2) + g * self.xy[t] + K[:2, 2]
+        return np.concatenate([R, off[:, None]], axis=1)
+
+    def render(self):
+        frames, depth = [], []
+        for t in range(self.T):
+            A = self.tex_to_pixel_affine(t)
+            obj = cv2.warpAffine(self.tex, A, (self.W, self.H), flags=cv2.INTER_LINEAR)
+            cover = cv2.warpAffine(np.full(self.tex.shape[:2], 255, np.uint8), A, (self.W, self.H),
+                                   flags=cv2.INTER_LINEAR) > 254
+            img = np.where(cover[..., None], obj, self.bg)
+            d = np.where(cover, self.z[t], self.z_bg).astype(np.float32)
+            frames.append(img)
+            depth.append(d)
+        self.mask0 = cv2.warpAffine(np.full(self.tex.shape[:2], 255, np.uint8), self.tex_to_pixel_affine(0),
+                                    (self.W, self.H), flags=cv2.INTER_NEAREST) > 0
+        return np.stack(frames), np.stack(depth)
+
+    def ground_truth(self, points0_world: np.ndarray) -> np.ndarray:
+        """Where the plate points seen at ``points0_world`` (frame 0, world) are at every frame: (T, N, 3)."""
+        Tcw = np.linalg.inv(self.camera.T_world_camera)
+        pc = points0_world @ Tcw[:3, :3].T + Tcw[:3, 3]
+        c, s = np.cos(self.angle[0]), np.sin(self.angle[0])
+        ab = (pc[:, :2] - self.xy[0]) @ np.array([[c, -s], [s, c]])  # R^T
+        ij = ab / self.m_per_tex + (self.tex_px - 1) / 2
+        Twc = self.camera.T_world_camera
+        return np.stack([self.tex_to_cam(t, ij) @ Twc[:3, :3].T + Twc[:3, 3] for t in range(self.T)])
+
+
+def write_inputs(tmp: Path, scene: PlaneScene, video_name="video.mp4"):
+    frames, depth = scene.render()
+    video = write_video(tmp / video_name, frames, fps=10)
+    np.savez_compressed(tmp / "depth.npz", depth=(depth * 1000).astype(np.uint16), unit="mm")
+    cv2.imwrite(str(tmp / "mask.png"), scene.mask0.astype(np.uint8) * 255)
+    scene.camera.save(tmp / "camera.json")
+    return video, frames, depth
+
+
+def run_cli(*args, cwd) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "flows", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------------- tracking
+def test_lk_tracks_moving_texture_within_a_pixel():
+    frames, maps = moving_texture_video(T=16)
+    H, W = frames.shape[1:3]
+    mask = np.zeros((H, W), bool)
+    mask[10:-10, 10:-10] = True
+    q = sample_query_points(mask, 300, method="features", frame=frames[0])
+    assert 50 <= len(q) <= 300 and mask[q[:, 1].astype(int), q[:, 0].astype(int)].all()
+    tracks, vis = LucasKanadeTracker().track(frames, q)
+    assert tracks.shape == (16, len(q), 2) and vis.shape == (16, len(q)) and vis.dtype == bool
+    gt = np.stack([apply_affine(m, q) for m in maps])
+    err = np.linalg.norm(tracks - gt, axis=-1)
+    assert vis[0].all()
+    assert np.median(err[vis]) < 0.3, np.median(err[vis])
+    assert np.median(err[-1][vis[-1]]) < 1.0
+    assert vis[-1].mean() > 0.5
+
+
+def test_lk_points_leaving_the_image_become_invisible_and_stay_lost():
+    frames, maps = moving_texture_video(T=20, shift=(4.0, 0.0), spin=0.0)  # 76 px to the right in 19 frames
+    H, W = frames.shape[1:3]
+    mask = np.ones((H, W), bool)
+    q = sample_query_points(mask, 400, method="fps")
+    tracks, vis = LucasKanadeTracker().track(frames, q)
+    gt = np.stack([apply_affine(m, q) for m in maps])
+    outside = (gt[..., 0] > W - 1) | (gt[..., 0] < 0)
+    assert outside[-1].sum() > 100
+    assert not (vis & outside).any()  # never visible outside the image
+    # once lost, never visible again
+    lost_before = np.logical_and.accumulate(vis, axis=0)
+    assert np.array_equal(vis, lost_before)
+    inside_all = ~outside.any(axis=0) & (gt[-1, :, 0] < W - 15)
+    err = np.linalg.norm(tracks - gt, axis=-1)
+    assert np.median(err[-1][vis[-1]]) < 1.0
+    assert vis[-1][inside_all].mean() > 0.8
+
+
+def test_registries_hold_the_stages_and_accept_new_ones():
+    assert {"lk", "cotracker"} <= set(TRACKERS.names())
+    assert {"measured", "depth-anything"} <= set(DEPTH_ESTIMATORS.names())
+    with pytest.raises(KeyError, match="unknown tracker 'nope'.*lk"):
+        TRACKERS.create("nope")
+
+    class Still:
+        name = "still"
+        preferred_queries = "fps"
+
+        def track(self, video, queries, progress=None):
+            T = len(video)
+            return np.repeat(queries[None], T, 0), np.ones((T, len(queries)), bool)
+
+    TRACKERS.register("still", Still)
+    try:
+        assert isinstance(TRACKERS.create("still"), Still)
+    finally:
+        TRACKERS.unregister("still")
