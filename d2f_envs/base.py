@@ -15,6 +15,7 @@ The base owns the flow, the reward, the robot and the controller, and
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
@@ -34,6 +35,9 @@ _DIVERGENCE_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQACC,
 )
+_WARN_IDS = sorted(int(i) for i in _DIVERGENCE_WARNINGS)
+# the three are adjacent in mjtWarning: one slice of data.warning.number counts them all
+_WARN_SLICE = slice(_WARN_IDS[0], _WARN_IDS[-1] + 1) if _WARN_IDS == list(range(_WARN_IDS[0], _WARN_IDS[-1] + 1)) else None
 FlowLike = Union[None, str, os.PathLike, ObjectFlow]
 
 
@@ -166,6 +170,12 @@ class FlowEnv(gym.Env):
         self._points = np.zeros((self.flow.num_points, 3))
         self._measured: Dict[str, Any] = {}
         self._warn_count = 0
+        # hot-path caches (step() runs at several kHz: see benchmarks/env_step.py); each is keyed
+        # by the object it was derived from, so a replaced data/target is picked up
+        self._warn_number_of = None  # the MjData whose warning.number view is cached
+        self._warn_number = None
+        self._target_kp_of = None  # reward_fn.target the (T, K, 3) keypoint target was cut from
+        self._target_kp = None
 
     # ------------------------------------------------------------------ kwargs
     @classmethod
@@ -217,20 +227,29 @@ class FlowEnv(gym.Env):
         return layout
 
     def _get_obs(self) -> np.ndarray:
+        # layout (see _make_obs_layout): proprio | points | subgoal - points | goal - points |
+        # centroid - tcp | phase, written in place into one new array (same values as concatenating)
         pts = self._points[self._kp]
         target = self.reward_fn.target
-        sub = target[self._measured["subgoal_index"], self._kp]
-        goal = target[-1, self._kp]
+        if self._target_kp_of is not target:
+            self._target_kp = target[:, self._kp]
+            self._target_kp_of = target
+        tk = self._target_kp
+        sub = tk[self._measured["subgoal_index"]]
+        goal = tk[-1]
         tcp = self.robot.tcp_pos(self.data)
         phase = self._measured["flow_index"] / max(self.flow.num_frames - 1, 1)
-        return np.concatenate([
-            self.robot.proprio(self.data),
-            pts.ravel(),
-            (sub - pts).ravel(),
-            (goal - pts).ravel(),
-            pts.mean(axis=0) - tcp,
-            (phase,),
-        ])
+        proprio = self.robot.proprio(self.data)
+        k = pts.shape[0]
+        a, b = proprio.shape[0], proprio.shape[0] + 3 * k
+        obs = np.empty(b + 6 * k + 4)
+        obs[:a] = proprio
+        obs[a:b] = pts.ravel()
+        np.subtract(sub, pts, out=obs[b:b + 3 * k].reshape(k, 3))
+        np.subtract(goal, pts, out=obs[b + 3 * k:b + 6 * k].reshape(k, 3))
+        np.subtract(np.divide(pts.sum(axis=0), k), tcp, out=obs[b + 6 * k:b + 6 * k + 3])  # == mean
+        obs[-1] = phase
+        return obs
 
     # ------------------------------------------------------------------ reward
     def _get_rew(self, action: np.ndarray) -> Tuple[float, Dict[str, Any]]:
@@ -273,15 +292,22 @@ class FlowEnv(gym.Env):
         return self._get_obs(), info
 
     def _divergence_count(self) -> int:
-        w = self.data.warning
-        return sum(int(w[i].number) for i in _DIVERGENCE_WARNINGS)
+        d = self.data
+        if self._warn_number_of is not d:  # a view into d's memory: fetching it costs more than reading it
+            self._warn_number = d.warning.number
+            self._warn_number_of = d
+        n = self._warn_number
+        if _WARN_SLICE is not None:
+            return sum(n[_WARN_SLICE].tolist())
+        return sum(int(n[i]) for i in _WARN_IDS)
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape:
             raise ValueError(f"{self.env_id}: action of shape {action.shape}, expected {self.action_space.shape}")
         m, d = self.model, self.data
-        if not np.all(np.isfinite(action)):
+        # a.a is finite when every entry is (one cheap call; on overflow nan_to_num is a no-op)
+        if not math.isfinite(action.dot(action)):
             # a NaN action would poison the simulation state; treat it as "no motion"
             action = np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0)
         self.controller.apply(m, d, action)
@@ -300,8 +326,12 @@ class FlowEnv(gym.Env):
             self._warn_count = n
             names = [i.name for i in _DIVERGENCE_WARNINGS if self.data.warning[i].number]
             return f"physics diverged: MuJoCo warning(s) {names} at t={self.data.time:.3f}s"
-        if not (np.isfinite(self.data.qpos).all() and np.isfinite(self.data.qvel).all()):
-            return f"physics diverged: non-finite state at t={self.data.time:.3f}s"
+        qpos, qvel = self.data.qpos, self.data.qvel
+        # q.q is finite when every entry is (MuJoCo keeps |q| < 1e10, far from overflow): one
+        # cheap call per vector, with the exact test when it is not
+        if not (math.isfinite(qpos.dot(qpos)) and math.isfinite(qvel.dot(qvel))):
+            if not (np.isfinite(qpos).all() and np.isfinite(qvel).all()):
+                return f"physics diverged: non-finite state at t={self.data.time:.3f}s"
         return None
 
     def _diverged_step(self, action, reason: str):
@@ -340,4 +370,6 @@ class FlowEnv(gym.Env):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_renderer"] = None
+        # a pickled view of data.warning.number comes back as a detached copy: drop the cache
+        state["_warn_number_of"] = state["_warn_number"] = None
         return state

@@ -12,6 +12,7 @@ subgoal frame of the flow and returns named reward terms.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, Tuple
@@ -52,8 +53,10 @@ class RigidBinding(PointBinding):
         self._local = (np.asarray(points0, dtype=np.float64) - data.xpos[self._id]) @ R
 
     def points(self, data):
-        R = data.xmat[self._id].reshape(3, 3)
-        return self._local @ R.T + data.xpos[self._id]
+        i = self._id
+        out = self._local @ data.xmat[i].reshape(3, 3).T
+        out += data.xpos[i]
+        return out
 
     def pose(self, data) -> np.ndarray:
         """The bound body's 4x4 world pose."""
@@ -131,10 +134,19 @@ class FlowTrackingReward:
         self.dt = float(dt)
         self._vis = flow.visible.astype(np.float64)  # (T, N)
         self._nvis = self._vis.sum(axis=1)  # (T,) >= 1 by the format's rules
+        self._all_visible = bool(flow.visible.all())  # the common case: no visibility weights to apply
         self.anchor = np.eye(4)
         self.target = flow.points.astype(np.float64)
         self.t_star = 0
         self.steps = 0
+        # hot-path scratch (see _errors_from): the target as coordinate planes (3, T, N), built
+        # lazily whenever ``target`` is replaced, and preallocated buffers
+        self._planes_of = None
+        self._planes = np.empty((3,) + self._vis.shape)
+        self._buf3 = np.empty((3,) + self._vis.shape)
+        self._buf = np.empty(self._vis.shape)
+        self._lookahead_cap = flow.num_frames - 1
+        self._tmax = max(flow.num_frames - 1, 1)
 
     @property
     def num_frames(self) -> int:
@@ -160,8 +172,34 @@ class FlowTrackingReward:
 
     def errors_to_frames(self, points: np.ndarray, start: int = 0) -> np.ndarray:
         """Mean visible-point distance (m) from ``points`` to every frame from ``start`` on."""
-        d = np.sqrt(((self.target[start:] - points) ** 2).sum(axis=2))
-        return (d * self._vis[start:]).sum(axis=1) / self._nvis[start:]
+        if start < 0:  # the fast path below slices; keep numpy's negative-start meaning
+            start += self.num_frames
+        return self._errors_from(points, max(start, 0)).copy()
+
+    def _errors_from(self, points: np.ndarray, start: int) -> np.ndarray:
+        """``errors_to_frames`` into a scratch buffer (valid until the next call).
+
+        Same arithmetic as ``sqrt(((target[start:] - points) ** 2).sum(axis=2))`` summed over the
+        visible points, term by term and in the same order (bit-identical), but on (T, N)
+        coordinate planes: numpy's reduction over a length-3 last axis is slow.
+        """
+        target = self.target
+        if self._planes_of is not target:
+            if target.shape != self._planes.shape[1:] + (3,):
+                raise ValueError(f"target of shape {target.shape}, expected {self._planes.shape[1:] + (3,)}")
+            np.copyto(self._planes, np.moveaxis(target, 2, 0))
+            self._planes_of = target
+        b = self._buf3[:, start:]
+        pts_t = np.ascontiguousarray(np.asarray(points, dtype=np.float64).T)  # (3, N): unit-stride broadcast
+        np.subtract(self._planes[:, start:], pts_t[:, None, :], out=b)
+        np.multiply(b, b, out=b)
+        d = self._buf[start:]
+        np.add(b[0], b[1], out=d)
+        np.add(d, b[2], out=d)
+        np.sqrt(d, out=d)
+        if not self._all_visible:
+            np.multiply(d, self._vis[start:], out=d)
+        return np.divide(d.sum(axis=1), self._nvis[start:])
 
     def frame_error(self, points: np.ndarray, frame: int) -> float:
         d = np.sqrt(((self.target[frame] - points) ** 2).sum(axis=1))
@@ -174,16 +212,16 @@ class FlowTrackingReward:
         frame), ``flow_index`` (t*), ``subgoal_index`` and ``progress`` (frames
         t* advanced this call).
         """
-        T = self.num_frames
+        last = self._lookahead_cap  # T - 1
         t_old = self.t_star
-        errs = self.errors_to_frames(points, t_old)  # frames t_old .. T-1: never search back
-        t_new = t_old + int(np.argmin(errs))
+        errs = self._errors_from(points, t_old)  # frames t_old .. T-1: never search back
+        t_new = t_old + int(errs.argmin())
         self.t_star = t_new
         self.steps += 1
         if self.alignment == "nearest":
-            sub = min(t_new + self.lookahead, T - 1)
+            sub = min(t_new + self.lookahead, last)
         else:
-            sub = min(int(round(self.steps * self.dt * self.flow.fps)), T - 1)
+            sub = min(int(round(self.steps * self.dt * self.flow.fps)), last)
         return {
             "tracking_error": float(errs[sub - t_old]) if sub >= t_old else self.frame_error(points, sub),
             "final_error": float(errs[-1]),
@@ -195,11 +233,10 @@ class FlowTrackingReward:
     def terms(self, measured: Dict[str, float], action: np.ndarray, success: bool) -> Dict[str, float]:
         """Weighted reward terms; the reward is their sum."""
         s = self.scales
-        T = self.num_frames
-        a = np.asarray(action, dtype=np.float64)
+        a = action if type(action) is np.ndarray and action.dtype == np.float64 else np.asarray(action, dtype=np.float64)
         return {
-            "reward_tracking": s.tracking * float(np.exp(-measured["tracking_error"] / self.sigma)),
-            "reward_progress": s.progress * measured["progress"] / max(T - 1, 1),
+            "reward_tracking": s.tracking * math.exp(-measured["tracking_error"] / self.sigma),
+            "reward_progress": s.progress * measured["progress"] / self._tmax,
             "reward_action": -s.action * float(a @ a) / max(a.size, 1),
             "reward_success": s.success * float(success),
         }

@@ -57,6 +57,8 @@ class EndEffectorController:
         self._ix = {d: (self.dofs.index(d) if d in self.dofs else -1) for d in DOFS}
         self._pos_idx = np.array([self._ix[d] for d in "xyz"])
         self._pos_used = self._pos_idx >= 0
+        self._pos_any = bool(self._pos_used.any())
+        self._pos_idx_list = self._pos_idx.tolist()
         self.target_pos = np.zeros(3)
         self.target_yaw = 0.0
         self.grip = -1.0
@@ -73,18 +75,26 @@ class EndEffectorController:
 
     def apply(self, model: mujoco.MjModel, data: mujoco.MjData, action: np.ndarray) -> None:
         """Map a normalised action to the robot's ``data.ctrl``."""
-        a = np.clip(action, -1.0, 1.0)
+        # scalar Python arithmetic on a handful of numbers: the same IEEE operations, in the same
+        # order, as the vectorised form (clip = min(max(x, lo), hi)), at a fraction of numpy's
+        # per-call cost on tiny arrays
+        a = [min(max(v, -1.0), 1.0) for v in np.asarray(action, dtype=np.float64).ravel().tolist()]
         cfg = self.config
-        if self._pos_used.any():
-            delta = np.zeros(3)
-            delta[self._pos_used] = a[self._pos_idx[self._pos_used]] * cfg.max_delta_pos
-            tcp = self.robot.tcp_pos(data)
-            target = np.clip(self.target_pos + delta, self.lo, self.hi)
-            # anti-windup: keep the target within max_lead of where the tool really is
-            target = np.where(self._pos_used, np.clip(target, tcp - cfg.max_lead, tcp + cfg.max_lead), target)
-            self.target_pos = target
-        if self._ix["yaw"] >= 0:
-            self.target_yaw = float(self.target_yaw + a[self._ix["yaw"]] * cfg.max_delta_yaw)
-        if self._ix["grip"] >= 0:
-            self.grip = float(a[self._ix["grip"]])
+        ix = self._ix
+        if self._pos_any:
+            tcp = self.robot.tcp_pos(data).tolist()
+            lo, hi = self.lo.tolist(), self.hi.tolist()
+            lead, step = cfg.max_lead, cfg.max_delta_pos
+            target = self.target_pos.tolist()
+            for k, i in enumerate(self._pos_idx_list):
+                t = target[k] + (a[i] * step if i >= 0 else 0.0)
+                t = min(max(t, lo[k]), hi[k])
+                if i >= 0:  # anti-windup: keep the target within max_lead of where the tool really is
+                    t = min(max(t, tcp[k] - lead), tcp[k] + lead)
+                target[k] = t
+            self.target_pos = np.array(target)
+        if ix["yaw"] >= 0:
+            self.target_yaw = float(self.target_yaw + a[ix["yaw"]] * cfg.max_delta_yaw)
+        if ix["grip"] >= 0:
+            self.grip = float(a[ix["grip"]])
         self.robot.command(model, data, self.target_pos, self.target_yaw, self.grip)

@@ -44,6 +44,8 @@ class PusherRobot(RobotAdapter):
         self._qadr = np.array([model.joint(self.prefix + a).qposadr[0] for a in ("x", "y")])
         self._dadr = np.array([model.joint(self.prefix + a).dofadr[0] for a in ("x", "y")])
         self._act = np.array([model.actuator(self.prefix + a).id for a in ("x", "y")])
+        self._act_x, self._act_y = self._act.tolist()
+        self._base_xy = tuple(self._base.tolist())
 
     def reset(self, model, data, tcp_pos, tcp_yaw=0.0):
         q = np.asarray(tcp_pos[:2], dtype=np.float64) - self._base
@@ -52,10 +54,18 @@ class PusherRobot(RobotAdapter):
         data.ctrl[self._act] = q
 
     def command(self, model, data, target_pos, target_yaw, grip):
-        data.ctrl[self._act] = target_pos[:2] - self._base
+        # == data.ctrl[self._act] = target_pos[:2] - self._base, in scalar arithmetic (hot path)
+        x, y = target_pos[0], target_pos[1]
+        bx, by = self._base_xy
+        ctrl = data.ctrl
+        ctrl[self._act_x] = x - bx
+        ctrl[self._act_y] = y - by
 
     def proprio(self, data):
-        return np.concatenate([data.site_xpos[self.tcp_site_id], data.qvel[self._dadr]])
+        out = np.empty(5)
+        out[:3] = data.site_xpos[self.tcp_site_id]
+        out[3:] = data.qvel[self._dadr]
+        return out
 
     @property
     def proprio_dim(self):
