@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 # env id -> (entry point, max episode steps)
 ENV_IDS = {
     "D2F-PushT-v0": ("d2f_envs.tasks.push_t:PushTEnv", 80),
+    "D2F-OpenDrawer-v0": ("d2f_envs.tasks.open_drawer:OpenDrawerEnv", 100),
+    "D2F-OpenDoor-v0": ("d2f_envs.tasks.open_door:OpenDoorEnv", 120),
 }
 
 

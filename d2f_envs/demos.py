@@ -63,8 +63,82 @@ def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01)
     )
 
 
+def _joint_demo(
+    env_id: str, asset: str, body: str, joint: str, geoms, view_dir, opening: float, fps: float, duration: float,
+    spacing: float, object_name: str, generator: str, extra: dict,
+) -> ObjectFlow:
+    """Drive one joint of an articulated scene from 0 to ``opening`` on a min-jerk profile and
+    record points on the link's visible surfaces (``geoms``, seen along ``view_dir``, link frame)."""
+    from .assets import load_asset
+    from .tasks.articulated import link_surface_points
+
+    model = load_asset(asset).compile()
+    data = mujoco.MjData(model)
+    bid = model.body(body).id
+    qadr = model.joint(joint).qposadr[0]
+    mujoco.mj_kinematics(model, data)
+    world0 = link_surface_points(model, data, body, geoms, np.asarray(view_dir), spacing)
+    R0, p0 = data.xmat[bid].reshape(3, 3).copy(), data.xpos[bid].copy()
+    local = (world0 - p0) @ R0
+    n = int(round(duration * fps)) + 1
+    s = min_jerk(np.linspace(0.0, 1.0, n))
+    pts = np.empty((n, len(local), 3), dtype=np.float32)
+    for t in range(n):
+        data.qpos[qadr] = s[t] * opening
+        mujoco.mj_kinematics(model, data)
+        R = data.xmat[bid].reshape(3, 3)
+        pts[t] = local @ R.T + data.xpos[bid]
+    return ObjectFlow(
+        points=pts,
+        visible=np.ones(pts.shape[:2], dtype=bool),
+        fps=fps,
+        task=env_id,
+        object_name=object_name,
+        source={
+            "kind": "simulated demonstration",
+            "generator": generator,
+            "tracker": "ground truth (simulator)",
+            "depth": "ground truth (simulator)",
+        },
+        extra=dict(extra, joint=joint, joint_start=0.0, joint_end=float(opening)),
+    )
+
+
+def open_drawer_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01) -> ObjectFlow:
+    """The drawer slides out its full 20 cm travel (cabinet at its nominal pose).
+
+    Points: a ``spacing`` grid on the drawer's front face and the front half of its handle bar
+    (what a camera in front of the cabinet sees).
+    """
+    from .tasks.open_drawer import DRAWER_FLOW_GEOMS, DRAWER_VIEW_DIR
+
+    return _joint_demo(
+        "D2F-OpenDrawer-v0", "open_drawer.xml", "drawer", "drawer_slide", DRAWER_FLOW_GEOMS, DRAWER_VIEW_DIR,
+        opening=0.2, fps=fps, duration=duration, spacing=spacing, object_name="drawer",
+        generator="d2f_envs.demos.open_drawer_demo (kinematic min-jerk slide 0 -> 0.2 m, no robot in scene)",
+        extra={"opening_m": 0.2},
+    )
+
+
+def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.015) -> ObjectFlow:
+    """The cabinet door swings open 90 degrees about its vertical hinge (cabinet at its nominal pose).
+
+    Points: a ``spacing`` grid on the door's front face and the front half of its handle bar.
+    """
+    from .tasks.open_door import DOOR_FLOW_GEOMS, DOOR_VIEW_DIR
+
+    return _joint_demo(
+        "D2F-OpenDoor-v0", "open_door.xml", "door", "door_hinge", DOOR_FLOW_GEOMS, DOOR_VIEW_DIR,
+        opening=float(np.pi / 2), fps=fps, duration=duration, spacing=spacing, object_name="cabinet door",
+        generator="d2f_envs.demos.open_door_demo (kinematic min-jerk hinge 0 -> 90 deg, no robot in scene)",
+        extra={"opening_deg": 90.0},
+    )
+
+
 DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
     "D2F-PushT-v0": push_t_demo,
+    "D2F-OpenDrawer-v0": open_drawer_demo,
+    "D2F-OpenDoor-v0": open_door_demo,
 }
 
 

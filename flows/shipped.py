@@ -10,6 +10,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 # env id -> shipped flow file (relative to DATA_DIR)
 SHIPPED = {
     "D2F-PushT-v0": "push_t/flow.npz",
+    "D2F-OpenDrawer-v0": "open_drawer/flow.npz",
+    "D2F-OpenDoor-v0": "open_door/flow.npz",
 }
 
 

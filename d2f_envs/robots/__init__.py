@@ -13,6 +13,7 @@ from .base import RobotAdapter
 ROBOTS: Dict[str, str] = {
     "pusher": "d2f_envs.robots.pusher:PusherRobot",
     "panda": "d2f_envs.robots.panda:PandaRobot",
+    "floating_gripper": "d2f_envs.robots.floating_gripper:FloatingGripperRobot",
 }
 
 
