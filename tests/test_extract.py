@@ -208,3 +208,170 @@ def test_registries_hold_the_stages_and_accept_new_ones():
         assert isinstance(TRACKERS.create("still"), Still)
     finally:
         TRACKERS.unregister("still")
+
+
+# ---------------------------------------------------------------------- lifting, calibration
+def test_lifting_a_known_depth_map_gives_known_world_points():
+    W, H = 64, 48
+    cam = look_at_camera(W, H, 80.0, eye=(0.5, 0.3, 0.7), target=(0.0, 0.0, 0.0))
+    rng = np.random.default_rng(0)
+    # a tilted plane in the camera frame: z = 0.6 + 0.002 x_px + 0.001 y_px (smooth, no edges)
+    ys, xs = np.mgrid[0:H, 0:W]
+    depth = (0.6 + 0.002 * xs + 0.001 * ys).astype(np.float64)
+    T, N = 3, 50
+    tracks = np.stack([np.stack([rng.uniform(2, W - 3, N), rng.uniform(2, H - 3, N)], 1) for _ in range(T)])
+    vis = np.ones((T, N), bool)
+    vis[1, :5] = False
+    dmaps = np.stack([depth] * T).astype(np.float32)
+    dmaps[2, :, : W // 4] = np.nan  # invalid depth on the left quarter of frame 2
+    pts, v, stats = lift_tracks(tracks, vis, dmaps, cam, outlier_window=0)
+    z_true = 0.6 + 0.002 * tracks[..., 0] + 0.001 * tracks[..., 1]  # exact: depth is linear in x, y
+    K = cam.K
+    p_cam = np.stack([(tracks[..., 0] - K[0, 2]) / K[0, 0] * z_true, (tracks[..., 1] - K[1, 2]) / K[1, 1] * z_true,
+                      z_true], -1)
+    R, t = cam.T_world_camera[:3, :3], cam.T_world_camera[:3, 3]
+    p_world = p_cam @ R.T + t
+    left = tracks[2, :, 0] < W // 4 + 1
+    assert not v[1, :5].any() and not v[2, left].any()
+    assert v[0].all() and v[2, ~left].all()
+    np.testing.assert_allclose(pts[v], p_world[v], atol=1e-5)
+    # invisible samples are interpolated in time, never NaN
+    assert np.all(np.isfinite(pts))
+    # and round trip through the camera projection
+    uv, z = cam.project(pts[0])
+    np.testing.assert_allclose(uv, tracks[0], atol=1e-4)
+    np.testing.assert_allclose(z, z_true[0], atol=1e-6)
+
+
+def test_lifting_flags_depth_jumps_as_outliers():
+    cam = look_at_camera(32, 32, 40.0, eye=(0, 0, 1.0), target=(0, 0, 0), up=(0, 1, 0))
+    T = 9
+    depth = np.full((T, 32, 32), 0.8, np.float32)
+    depth[4, 10:20, 10:20] = 1.5  # a track that slides onto the background for one frame
+    tracks = np.full((T, 2, 2), 15.0, np.float32)
+    tracks[:, 1] = 5.0
+    _, v, _ = lift_tracks(tracks, np.ones((T, 2), bool), depth, cam)
+    assert not v[4, 0] and v[:4, 0].all() and v[5:, 0].all() and v[:, 1].all()
+
+
+@pytest.mark.parametrize("space", ["depth", "disparity"])
+def test_calibration_recovers_a_known_scale_and_shift(space):
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(0.4, 1.2, size=(40, 50))
+    mask = np.zeros_like(ref, bool)
+    mask[5:35, 10:40] = True
+    target = ref if space == "depth" else 1.0 / ref
+    est_scale = target / 2.5  # the model's output is the target divided by 2.5
+    p = fit_calibration(est_scale, ref, mask, mode="scale", space=space)
+    assert p["scale"] == pytest.approx(2.5, rel=1e-9) and p["shift"] == 0.0
+    np.testing.assert_allclose(apply_calibration(est_scale, p), ref, rtol=1e-6)
+    est_affine = (target - 0.3) / 2.5  # target = 2.5 * est + 0.3
+    p2 = fit_calibration(est_affine, ref, mask, mode="scale-shift", space=space)
+    assert p2["scale"] == pytest.approx(2.5, rel=1e-6) and p2["shift"] == pytest.approx(0.3, abs=1e-6)
+    np.testing.assert_allclose(apply_calibration(est_affine, p2), ref, rtol=1e-5)
+    # outside-mask garbage and invalid reference pixels do not matter
+    ref_bad = ref.copy()
+    ref_bad[~mask] = 5.0
+    ref_bad[6, 12] = np.nan
+    assert fit_calibration(est_scale, ref_bad, mask)["scale"] == pytest.approx(2.5, rel=1e-9) or space == "disparity"
+
+
+# ---------------------------------------------------------------------- end to end
+def test_extract_flow_on_a_synthetic_plane_is_within_a_centimetre(tmp_path):
+    scene = PlaneScene(T=16)
+    frames, depth = scene.render()
+    flow = extract_flow(frames, scene.camera, mask=scene.mask0, depth_data=depth, object_name="plate",
+                        fps=10, progress=False, max_points=256)
+    assert isinstance(flow, ObjectFlow) and flow.num_frames == 16 and 50 <= flow.num_points <= 256
+    gt = scene.ground_truth(flow.points[0].astype(np.float64))
+    err = np.linalg.norm(flow.points - gt, axis=-1)
+    assert np.median(err[flow.visible]) < 0.003, np.median(err[flow.visible])
+    assert flow.visible.mean() > 0.8
+    assert flow.source["kind"] == "video" and flow.source["tracker"] == "lk" and flow.source["depth"] == "measured"
+    np.testing.assert_allclose(flow.extrinsics, scene.camera.T_world_camera)
+
+
+def test_cli_extract_and_show(tmp_path):
+    scene = PlaneScene(T=16)
+    video, frames, depth = write_inputs(tmp_path, scene)
+    out = tmp_path / "flow.npz"
+    args = ["extract", video, "--object", "plate", "--camera", tmp_path / "camera.json", "--depth",
+            tmp_path / "depth.npz", "--mask", tmp_path / "mask.png", "--tracker", "lk", "--depth-model", "measured",
+            "--max-points", "256", "--task", "D2F-Test-v0", "-o", out]
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    flow = ObjectFlow.load(out)
+    assert flow.num_frames == 16 and flow.fps == pytest.approx(10.0) and flow.task == "D2F-Test-v0"
+    assert flow.object_name == "plate" and flow.source["tracker"] == "lk"
+    gt = scene.ground_truth(flow.points[0].astype(np.float64))
+    err = np.linalg.norm(flow.points - gt, axis=-1)
+    assert np.median(err[flow.visible]) < 0.01, np.median(err[flow.visible])
+    # refuses to overwrite
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode != 0 and "exists" in res.stderr and "--overwrite" in res.stderr
+    assert run_cli(*args, "--overwrite", "--no-progress", cwd=tmp_path).returncode == 0
+    # show: 3D plot and video overlay
+    res = run_cli("show", out, "-o", tmp_path / "flow.png", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "flow.png").stat().st_size > 1000
+    res = run_cli("show", out, "--video", video, "-o", tmp_path / "overlay.mp4", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    over, _ = read_video(tmp_path / "overlay.mp4")
+    assert over.shape == frames.shape
+
+
+# ---------------------------------------------------------------------- bad inputs
+def test_bad_inputs_name_the_file_and_the_field(tmp_path):
+    scene = PlaneScene(T=6, W=64, H=48)
+    video, frames, depth = write_inputs(tmp_path, scene)
+    cam = tmp_path / "camera.json"
+    base = dict(camera=cam, mask=tmp_path / "mask.png", object_name="plate", progress=False)
+    # missing video
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        extract_flow(tmp_path / "nope.mp4", depth_data=tmp_path / "depth.npz", **base)
+    # unreadable video
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video")
+    with pytest.raises(VideoError, match="broken.mp4"):
+        extract_flow(bad, depth_data=tmp_path / "depth.npz", **base)
+    # frame count mismatch between video and depth
+    np.savez(tmp_path / "short.npz", depth=depth[:4])
+    with pytest.raises(DepthError, match=r"short\.npz.*'depth'.*4 frames.*6"):
+        extract_flow(video, depth_data=tmp_path / "short.npz", **base)
+    np.savez(tmp_path / "nokey.npz", z=depth)
+    with pytest.raises(DepthError, match=r"nokey\.npz.*'depth'.*missing"):
+        load_depth(tmp_path / "nokey.npz")
+    np.savez(tmp_path / "unit.npz", depth=depth, unit="furlong")
+    with pytest.raises(DepthError, match=r"unit\.npz.*'unit'"):
+        load_depth(tmp_path / "unit.npz")
+    # camera.json without K / fx
+    data = json.loads(cam.read_text())
+    del data["K"]
+    (tmp_path / "noK.json").write_text(json.dumps(data))
+    with pytest.raises(CameraError, match=r"noK\.json.*'K'.*fx"):
+        Camera.load(tmp_path / "noK.json")
+    data.update(fx=80.0, fy=80.0, cx=31.5)  # cy missing
+    (tmp_path / "nocy.json").write_text(json.dumps(data))
+    with pytest.raises(CameraError, match=r"nocy\.json.*'K'.*cy"):
+        Camera.load(tmp_path / "nocy.json")
+    data["cy"] = 23.5
+    (tmp_path / "fxfy.json").write_text(json.dumps(data))
+    assert Camera.load(tmp_path / "fxfy.json").K[1, 2] == 23.5
+    data["T_world_camera"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    (tmp_path / "badT.json").write_text(json.dumps(data))
+    with pytest.raises(CameraError, match=r"badT\.json.*'T_world_camera'.*4x4"):
+        Camera.load(tmp_path / "badT.json")
+    # camera image size differs from the video's
+    data = json.loads(cam.read_text())
+    data["width"] = 65
+    (tmp_path / "wide.json").write_text(json.dumps(data))
+    with pytest.raises(CameraError, match=r"wide\.json.*'width'"):
+        extract_flow(video, depth_data=tmp_path / "depth.npz", **{**base, "camera": tmp_path / "wide.json"})
+    # the CLI reports the same errors in one line, exit code 1
+    res = run_cli("extract", video, "--object", "plate", "--camera", tmp_path / "noK.json", "--depth",
+                  tmp_path / "depth.npz", "--mask", tmp_path / "mask.png", "-o", tmp_path / "f.npz", cwd=tmp_path)
+    assert res.returncode == 1 and "noK.json" in res.stderr and "'K'" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("extract", tmp_path / "missing.mp4", "--object", "plate", "--camera", cam, "--depth",
+                  tmp_path / "depth.npz", "--mask", tmp_path / "mask.png", "-o", tmp_path / "f.npz", cwd=tmp_path)
+    assert res.returncode == 1 and "missing.mp4" in res.stderr
