@@ -1,0 +1,178 @@
+"""Robot adapters: TCP tracking under the shared controller, the Panda in Push-T, missing robosuite."""
+import importlib.util
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+import d2f_envs  # noqa: F401  (registers the env ids)
+from d2f_envs.assets import load_asset
+from d2f_envs.robots import make_robot
+from d2f_envs.robots.controller import EndEffectorController
+from d2f_envs.tasks.push_t import PushTEnv
+
+HAS_ROBOSUITE = importlib.util.find_spec("robosuite") is not None
+needs_robosuite = pytest.mark.skipif(not HAS_ROBOSUITE, reason="the Panda model ships with robosuite")
+
+
+def free_space_push_t(robot_name):
+    """The Push-T scene without its T-block, with the robot mounted as the task mounts it."""
+    spec = load_asset("push_t.xml")
+    spec.delete(spec.body("tblock"))
+    spec.option.timestep = PushTEnv.timestep
+    robot = make_robot(robot_name)
+    x, y, z, yaw = PushTEnv.robot_mounts[robot_name]
+    robot.attach(spec, base_pos=(x, y, z), base_yaw=yaw, tcp_height=PushTEnv.tcp_height)
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    robot.bind(model, data)
+    return robot, model, data
+
+
+# A 12 cm square at full speed (3 cm per 0.1 s step), then 3 steps holding still.
+SQUARE = [(1, 0)] * 4 + [(0, 1)] * 4 + [(-1, 0)] * 4 + [(0, -1)] * 4 + [(0, 0)] * 3
+
+
+def run_square(robot_name):
+    """Per control step: TCP error to that step's target (m) and the TCP pose at its end."""
+    robot, model, data = free_space_push_t(robot_name)
+    controller = EndEffectorController(robot, PushTEnv.dofs, PushTEnv.workspace)
+    n_substeps = int(round(PushTEnv.control_dt / PushTEnv.timestep))
+    robot.reset(model, data, np.array(PushTEnv.tcp_home))
+    mujoco.mj_forward(model, data)
+    controller.reset(model, data)
+    start = controller.target_pos.copy()
+    errors, heights, tool_z = [], [], []
+    for action in SQUARE:
+        controller.apply(model, data, np.array(action, dtype=float))
+        mujoco.mj_step(model, data, nstep=n_substeps)
+        mujoco.mj_kinematics(model, data)  # the TCP pose of the state mj_step ended in
+        errors.append(np.linalg.norm(robot.tcp_pos(data) - controller.target_pos))
+        heights.append(robot.tcp_pos(data)[2])
+        tool_z.append(data.site_xmat[robot.tcp_site_id].reshape(3, 3)[:, 2])
+    # the square closes: the last target is the start
+    np.testing.assert_allclose(controller.target_pos, start, atol=1e-9)
+    return np.array(errors), np.array(heights), np.array(tool_z)
+
+
+@needs_robosuite
+def test_panda_tracks_square_in_free_space():
+    errors, heights, tool_z = run_square("panda")
+    moving, holding = errors[:16], errors[16:]
+    assert moving.max() < 0.005, f"Panda TCP lags its target by up to {moving.max() * 1000:.1f} mm"
+    assert holding[1:].max() < 0.001, "Panda TCP does not settle on the target one step after it stops"
+    assert np.abs(heights - PushTEnv.tcp_height).max() < 0.002
+    # the tool points straight down (site z axis = -world z) within 1 degree
+    assert np.all(tool_z[:, 2] < -np.cos(np.radians(1.0)))
+
+
+def test_pusher_tracks_square():
+    errors, heights, _ = run_square("pusher")
+    # the XY stage (kp 300 N/m, 0.5 kg disk) trails a full-speed target by ~9 mm
+    assert errors[:16].max() < 0.012
+    assert errors[-1] < 0.001
+    np.testing.assert_allclose(heights, PushTEnv.tcp_height, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def panda_env():
+    if not HAS_ROBOSUITE:
+        pytest.skip("the Panda model ships with robosuite")
+    env = gym.make("D2F-PushT-v0", robot="panda")
+    yield env
+    env.close()
+
+
+def test_panda_push_t_reset_and_random_steps(panda_env):
+    env = panda_env
+    robot = env.unwrapped.robot
+    assert robot.proprio_dim == 17
+    assert env.observation_space.shape == (17 + 76,)
+    assert env.action_space.shape == (2,)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and np.all(np.isfinite(obs))
+    # reset put the TCP at the task's home (+- the reset noise) at Push-T height, tool down
+    data = env.unwrapped.data
+    home = np.array(PushTEnv.tcp_home)
+    assert np.all(np.abs(robot.tcp_pos(data)[:2] - home[:2]) <= PushTEnv.tcp_noise + 1e-6)
+    assert abs(robot.tcp_pos(data)[2] - PushTEnv.tcp_height) < 1e-5
+    assert data.site_xmat[robot.tcp_site_id][8] < -0.9999
+    proprio = obs[env.unwrapped.obs_layout["proprio"]]
+    np.testing.assert_allclose(proprio[14:17], robot.tcp_pos(data))
+    env.action_space.seed(0)
+    for _ in range(50):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs.shape == env.observation_space.shape
+        assert np.all(np.isfinite(obs)) and np.isfinite(reward)
+        assert not info.get("diverged", False), info.get("truncation_reason")
+
+
+@pytest.mark.parametrize("robot_name", ["panda", "pusher"])
+def test_tcp_stays_in_workspace(robot_name, request):
+    if robot_name == "panda":
+        env = request.getfixturevalue("panda_env")
+    else:
+        env = gym.make("D2F-PushT-v0", robot="pusher")
+    lo, hi = (np.array(b) for b in PushTEnv.workspace)
+    data, robot = env.unwrapped.data, env.unwrapped.robot
+    rng = np.random.default_rng(1)
+    env.reset(seed=1)
+    # full-speed pushes into each side of the box, with random jitter
+    for direction in [(-1, 0), (0, 1), (0, -1), (1, 0), (-1, -1), (-1, 1)]:
+        for _ in range(12):
+            action = np.clip(np.array(direction) + rng.uniform(-0.3, 0.3, 2), -1, 1)
+            env.step(action)
+            tcp = robot.tcp_pos(data)
+            assert np.all(tcp >= lo - 0.01) and np.all(tcp <= hi + 0.01), f"TCP {tcp} left the workspace box"
+
+
+@needs_robosuite
+def test_panda_pushes_t_block_at_constant_height(panda_env):
+    env = panda_env.unwrapped
+    env.reset(seed=0)
+    data, robot = env.data, env.robot
+    block = env.model.body("tblock").id
+
+    def go_to(xy, steps=15):
+        for _ in range(steps):
+            env.step(np.clip((np.asarray(xy) - robot.tcp_pos(data)[:2]) / 0.03, -1, 1))
+
+    go_to((0.0, -0.17))  # below the stem's end
+    start = data.xpos[block].copy()
+    heights, errors = [], []
+    for _ in range(12):  # push the block in +y through its stem
+        env.step(np.array([0.0, 0.6]))
+        heights.append(robot.tcp_pos(data)[2])
+        errors.append(np.linalg.norm(robot.tcp_pos(data) - env.controller.target_pos))
+    assert data.xpos[block][1] - start[1] > 0.1, "the Panda did not push the T-block"
+    assert np.abs(np.array(heights) - PushTEnv.tcp_height).max() < 0.003
+    assert max(errors) < 0.005
+
+
+def test_panda_without_robosuite_is_a_clear_import_error(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec_without_robosuite(name, *args, **kwargs):
+        return None if name == "robosuite" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec_without_robosuite)
+    with pytest.raises(ImportError, match=r"pip install robosuite"):
+        gym.make("D2F-PushT-v0", robot="panda")
+    robot = make_robot("panda")  # building the adapter needs no model files...
+    with pytest.raises(ImportError, match="robosuite"):  # ...attaching it does
+        robot.attach(load_asset("push_t.xml"), base_pos=(0, 0, 0), base_yaw=0.0, tcp_height=0.015)
+
+
+def test_panda_env_deepcopy_is_independent(panda_env):
+    # the adapter caches views into MjData: a copied env must drive its own data
+    import copy
+
+    env = panda_env.unwrapped
+    env.reset(seed=0)
+    clone = copy.deepcopy(env)
+    qpos = env.data.qpos.copy()
+    for _ in range(5):
+        clone.step(np.array([0.0, 1.0]))
+    np.testing.assert_array_equal(env.data.qpos, qpos)
+    assert np.linalg.norm(clone.data.qpos - qpos) > 1e-3
