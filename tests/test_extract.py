@@ -309,19 +309,20 @@ def test_cli_extract_and_show(tmp_path):
     # refuses to overwrite
     res = run_cli(*args, cwd=tmp_path)
     assert res.returncode != 0 and "exists" in res.stderr and "--overwrite" in res.stderr
-    assert run_cli(*args, "--overwrite", "--no-progress", cwd=tmp_path).returncode == 0
+    from flows.__main__ import main  # the same entry point, in-process (faster)
+
+    assert main([str(a) for a in args] + ["--overwrite", "--no-progress", "--max-points", "64"]) == 0
+    assert ObjectFlow.load(out).num_points <= 64
     # show: 3D plot and video overlay
-    res = run_cli("show", out, "-o", tmp_path / "flow.png", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    assert main(["show", str(out), "-o", str(tmp_path / "flow.png")]) == 0
     assert (tmp_path / "flow.png").stat().st_size > 1000
-    res = run_cli("show", out, "--video", video, "-o", tmp_path / "overlay.mp4", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    assert main(["show", str(out), "--video", str(video), "-o", str(tmp_path / "overlay.mp4")]) == 0
     over, _ = read_video(tmp_path / "overlay.mp4")
     assert over.shape == frames.shape
 
 
 # ---------------------------------------------------------------------- bad inputs
-def test_bad_inputs_name_the_file_and_the_field(tmp_path):
+def test_bad_inputs_name_the_file_and_the_field(tmp_path, capsys):
     scene = PlaneScene(T=6, W=64, H=48)
     video, frames, depth = write_inputs(tmp_path, scene)
     cam = tmp_path / "camera.json"
@@ -372,6 +373,166 @@ def test_bad_inputs_name_the_file_and_the_field(tmp_path):
                   tmp_path / "depth.npz", "--mask", tmp_path / "mask.png", "-o", tmp_path / "f.npz", cwd=tmp_path)
     assert res.returncode == 1 and "noK.json" in res.stderr and "'K'" in res.stderr
     assert "Traceback" not in res.stderr
-    res = run_cli("extract", tmp_path / "missing.mp4", "--object", "plate", "--camera", cam, "--depth",
-                  tmp_path / "depth.npz", "--mask", tmp_path / "mask.png", "-o", tmp_path / "f.npz", cwd=tmp_path)
-    assert res.returncode == 1 and "missing.mp4" in res.stderr
+    from flows.__main__ import main
+
+    code = main(["extract", str(tmp_path / "missing.mp4"), "--object", "plate", "--camera", str(cam), "--depth",
+                 str(tmp_path / "depth.npz"), "--mask", str(tmp_path / "mask.png"), "-o", str(tmp_path / "f.npz")])
+    assert code == 1 and "missing.mp4" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- model-backed stages (torch)
+class FakeCoTrackerPredictor:
+    """Test double with CoTracker3's predictor call signature; checks the input conventions.
+
+    Each query moves by (+1, +0.5) px per frame; query 0 is occluded from frame 2 on.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, video, queries=None, segm_mask=None, grid_size=0, grid_query_frame=0, backward_tracking=False):
+        import torch
+
+        self.calls.append((video, queries))
+        assert isinstance(video, torch.Tensor) and video.dtype == torch.float32 and video.ndim == 5
+        B, T, C, H, W = video.shape
+        assert B == 1 and C == 3
+        assert queries.shape[0] == 1 and queries.shape[2] == 3 and queries.dtype == torch.float32
+        N = queries.shape[1]
+        step = torch.arange(T, dtype=torch.float32)[:, None, None] * torch.tensor([1.0, 0.5])
+        tracks = queries[0, :, 1:][None] + step  # (T, N, 2)
+        vis = torch.ones(T, N, dtype=torch.bool)
+        vis[2:, 0] = False
+        return tracks[None], vis[None]
+
+
+def test_cotracker_adapter_conventions_with_a_test_double():
+    torch = pytest.importorskip("torch")
+    from flows.extract import CoTrackerTracker
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, size=(5, 24, 32, 3), dtype=np.uint8)
+    q = np.array([[3.0, 4.0], [10.5, 7.25], [30.0, 20.0]], np.float32)
+    fake = FakeCoTrackerPredictor()
+    done = []
+    tracks, vis = CoTrackerTracker(model=fake, device="cpu").track(video, q, progress=done.append)
+    v, qq = fake.calls[0]
+    assert v.shape == (1, 5, 3, 24, 32)
+    assert torch.equal(v[0, 2, :, 5, 7], torch.from_numpy(video[2, 5, 7].astype(np.float32)))  # 0..255, channels first
+    assert qq.shape == (1, 3, 3) and torch.all(qq[0, :, 0] == 0)  # rows (t=0, x, y)
+    np.testing.assert_array_equal(qq[0, :, 1:].numpy(), q)
+    assert tracks.shape == (5, 3, 2) and tracks.dtype == np.float32 and vis.shape == (5, 3) and vis.dtype == bool
+    np.testing.assert_allclose(tracks[4], q + [4.0, 2.0])
+    assert vis[:2].all() and not vis[2:, 0].any() and vis[:, 1:].all()
+    assert sum(done) == 5
+
+
+def test_cotracker_missing_package_says_how_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from flows.extract import CoTrackerTracker
+
+    ckpt = tmp_path / "scaled_offline.pth"
+    ckpt.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "cotracker", None)
+    monkeypatch.setitem(sys.modules, "cotracker.predictor", None)
+    with pytest.raises(ImportError, match=r"not on PyPI.*git clone https://github.com/facebookresearch/co-tracker"):
+        CoTrackerTracker(checkpoint=str(ckpt)).track(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((1, 2), np.float32))
+
+
+def tiny_depth_anything(path: Path, kind: str = "metric") -> Path:
+    """A ~137k-parameter random Depth Anything V2 saved with save_pretrained (no download)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    backbone = transformers.Dinov2Config(
+        image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
+    )
+    cfg = transformers.DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind, max_depth=2.0,
+    )
+    model = transformers.DepthAnythingForDepthEstimation(cfg)
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+    model.save_pretrained(path)
+    return path
+
+
+def test_depth_anything_tiny_model_round_trips_and_is_calibrated(tmp_path):
+    from flows.extract import DepthAnythingDepth
+    from flows.extract.depth.depth_anything import preprocess
+
+    x = preprocess(np.zeros((2, 48, 64, 3), np.uint8), input_size=56)
+    assert x.shape == (2, 3, 56, 70) and x.shape[2] % 14 == 0 and x.shape[3] % 14 == 0
+    video = np.random.default_rng(0).integers(0, 256, size=(3, 48, 64, 3), dtype=np.uint8)
+    # metric model: (T, H, W) metres; scale calibration to a reference of frame 0 over the mask
+    est = DepthAnythingDepth(model=str(tiny_depth_anything(tmp_path / "metric", "metric")), input_size=56)
+    raw = est.predict(video)
+    assert est.kind == "metric" and raw.shape == (3, 48, 64) and np.all(np.isfinite(raw)) and np.all(raw > 0)
+    assert est.estimate(video, depth_data=None).shape == (3, 48, 64)
+    ref = np.full((48, 64), 0.7, np.float32)
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:40] = True
+    depth = est.estimate(video, depth_data=ref, mask=mask)
+    s = est.last_calibration["scale"]
+    assert est.last_calibration["space"] == "depth"
+    np.testing.assert_allclose(s, (raw[0][mask] @ ref[mask]) / (raw[0][mask] @ raw[0][mask]), rtol=1e-4)
+    np.testing.assert_allclose(depth, s * raw, rtol=1e-5)
+    # relative model: disparity, needs a reference; registered by name
+    rel = DEPTH_ESTIMATORS.create("depth-anything", model=str(tiny_depth_anything(tmp_path / "rel", "relative")),
+                                  input_size=56, calibration="scale-shift")
+    assert rel.predict(video[:1]).shape == (1, 48, 64) and rel.kind == "relative"
+    with pytest.raises(ValueError, match="reference depth"):
+        rel.estimate(video)
+
+
+def tiny_sam2(path: Path) -> Path:
+    """A ~124k-parameter random SAM 2 (256x256 input) saved with save_pretrained (no download)."""
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "Sam2Model"):
+        pytest.skip("transformers < 4.56 has no SAM 2")
+    from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2Model,
+                              Sam2PromptEncoderConfig, Sam2VisionConfig)
+
+    S = 256
+    hiera = Sam2HieraDetConfig(
+        hidden_size=8, num_attention_heads=1, image_size=[S, S], blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+        window_size_per_stage=[8, 4, 4, 4], global_attention_blocks=[3], window_positional_embedding_background_size=[4, 4],
+    )
+    vision = Sam2VisionConfig(backbone_config=hiera, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[S // 4] * 2, [S // 8] * 2, [S // 16] * 2], fpn_hidden_size=32)
+    cfg = Sam2Config(
+        vision_config=vision,
+        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32, image_size=S, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+    Sam2Model(cfg).save_pretrained(path)
+    return path
+
+
+def test_grounded_sam_segmenter_runs_a_tiny_sam2_from_a_local_folder(tmp_path):
+    from flows.extract import MASKERS, GroundedSamMasker
+
+    seg = str(tiny_sam2(tmp_path / "sam2"))
+
+    class BoxDetectorStub(GroundedSamMasker):
+        """Grounding DINO replaced by a fixed box (no tiny Grounding DINO + tokenizer is built here)."""
+
+        def detect(self, frame0, object_name):
+            assert object_name == "mug"
+            return np.array([10.0, 8.0, 40.0, 30.0]), 0.9
+
+    img = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    masker = BoxDetectorStub(detector=str(tmp_path / "no-detector"), segmenter=seg, device="cpu")
+    masker._load_segmenter()
+    pixel_values, boxes = masker.sam_inputs(img, np.array([10.0, 8.0, 40.0, 30.0]))
+    assert masker.sam_size == 256 and tuple(pixel_values.shape) == (1, 3, 256, 256)
+    np.testing.assert_allclose(boxes.numpy(), [[[40.0, 8 * 256 / 48, 160.0, 30 * 256 / 48]]], rtol=1e-6)
+    mask = masker(img, "mug")
+    assert mask.shape == (48, 64) and mask.dtype == bool
+    assert isinstance(MASKERS.create("grounded-sam", segmenter=seg), GroundedSamMasker)
+    # the real detector path gives a clear error when the weights are not there
+    with pytest.raises(OSError, match="no-detector.*Grounding DINO"):
+        GroundedSamMasker(detector=str(tmp_path / "no-detector"), segmenter=seg, device="cpu").detect(img, "mug")

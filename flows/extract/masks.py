@@ -125,12 +125,10 @@ class GroundedSamMasker:
         self._sam = None
 
     # -------------------------------------------------------------- loading
-    def _load(self):
-        if self._det is not None:
-            return
+    def _import(self):
         try:
             import torch
-            from transformers import AutoProcessor, GroundingDinoForObjectDetection, Sam2Model
+            import transformers  # noqa: F401
         except ImportError as exc:
             raise ImportError(
                 f"the grounded-sam masker needs torch and transformers>=4.56 ({exc}); "
@@ -138,22 +136,38 @@ class GroundedSamMasker:
             ) from exc
         self._torch = torch
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _load_detector(self):
+        if self._det is not None:
+            return
+        self._import()
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
         try:
             self._det_proc = AutoProcessor.from_pretrained(self.detector_id, use_fast=False)
             self._det = GroundingDinoForObjectDetection.from_pretrained(self.detector_id).to(self.device).eval()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: HFValidationError for a bad id / missing folder
             raise OSError(f"{self.detector_id}: cannot load the Grounding DINO detector ({exc})") from exc
+
+    def _load_segmenter(self):
+        if self._sam is not None:
+            return
+        self._import()
+        try:
+            from transformers import Sam2Model
+        except ImportError as exc:
+            raise ImportError(f"the grounded-sam masker needs transformers>=4.56 for SAM 2 ({exc})") from exc
         try:
             self._sam = Sam2Model.from_pretrained(self.segmenter_id).to(self.device).eval()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: HFValidationError for a bad id / missing folder
             raise OSError(f"{self.segmenter_id}: cannot load the SAM 2 segmenter ({exc})") from exc
-        if self.sam_size is None:
-            self.sam_size = int(getattr(self._sam.config.vision_config, "image_size", 1024))
+        if self.sam_size is None:  # the prompt encoder's input resolution (1024 for the released models)
+            self.sam_size = int(getattr(self._sam.config.prompt_encoder_config, "image_size", 1024))
 
     # -------------------------------------------------------------- stages
     def detect(self, frame0: np.ndarray, object_name: str) -> tuple[np.ndarray, float]:
         """Best box ``[x0, y0, x1, y1]`` (pixels) for ``object_name`` and its score."""
-        self._load()
+        self._load_detector()
         torch = self._torch
         text = object_name.strip().lower()
         text = text if text.endswith(".") else text + "."
@@ -195,7 +209,7 @@ class GroundedSamMasker:
 
     def segment(self, frame0: np.ndarray, box: np.ndarray) -> np.ndarray:
         """SAM 2 mask (H, W) bool for a pixel box."""
-        self._load()
+        self._load_segmenter()
         torch = self._torch
         H, W = frame0.shape[:2]
         pixel_values, input_boxes = self.sam_inputs(frame0, box)

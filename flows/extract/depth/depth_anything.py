@@ -90,7 +90,7 @@ class DepthAnythingDepth:
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             model = DepthAnythingForDepthEstimation.from_pretrained(self.model_id)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: HFValidationError for a bad id / missing folder
             raise OSError(f"{self.model_id}: cannot load the Depth Anything model ({exc})") from exc
         self._model = model.to(self.device).eval()
         if self.kind == "auto":
