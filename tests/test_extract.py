@@ -460,7 +460,7 @@ def tiny_depth_anything(path: Path, kind: str = "metric") -> Path:
     )
     cfg = transformers.DepthAnythingConfig(
         backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind, max_depth=2.0,
+        fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=kind, max_depth=2,
     )
     model = transformers.DepthAnythingForDepthEstimation(cfg)
     assert sum(p.numel() for p in model.parameters()) < 200_000
