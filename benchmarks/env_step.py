@@ -45,7 +45,12 @@ import numpy as np  # noqa: E402
 
 import d2f_envs  # noqa: E402
 
-perf = time.perf_counter
+# the clock of the steps/s passes: CPU time of this process by default, which does not count the
+# time the scheduler gives to other processes (the machine may be shared); --clock wall for
+# perf_counter. The instrumented (shares) pass always uses perf_counter for both sides of its ratios.
+CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+perf = CLOCKS["process"]
+wall = time.perf_counter
 
 
 # --------------------------------------------------------------------------- machine
@@ -86,9 +91,10 @@ def median(xs: List[float]) -> float:
 
 # --------------------------------------------------------------------------- d2f envs
 def run_episodes(step: Callable, reset: Callable, actions: np.ndarray, ep_len: int,
-                 on_step: Optional[Callable] = None) -> float:
+                 on_step: Optional[Callable] = None, clock: Optional[Callable] = None) -> float:
     """Seconds spent inside ``step`` over ``len(actions)`` steps; resets (untimed) every
     ``ep_len`` steps or when an episode ends."""
+    perf = clock or globals()["perf"]
     total = 0.0
     i, n = 0, len(actions)
     while i < n:
@@ -130,10 +136,10 @@ def bench_d2f(env_id: str, robot: str, steps: int, repeats: int, seed: int = 0,
         wrapped.reset(seed=seed + counter[0])
         counter[0] += 1
 
-    def passes(step, reset):
+    def passes(step, reset, clock=None):
         counter[0] = 0
         gc.collect()
-        return run_episodes(step, reset, actions, ep_len) / steps
+        return run_episodes(step, reset, actions, ep_len, clock=clock) / steps
 
     # ---- record the physics the env runs (this pass is also the warm-up): start state of each
     #      episode and the ctrl the controller wrote each step
@@ -188,9 +194,9 @@ def bench_d2f(env_id: str, robot: str, steps: int, repeats: int, seed: int = 0,
 
     def timed(name, fn):
         def wrapper(*args, **kwargs):
-            t0 = perf()
+            t0 = wall()
             out = fn(*args, **kwargs)
-            acc[name] += perf() - t0
+            acc[name] += wall() - t0
             return out
         return wrapper
 
@@ -206,7 +212,7 @@ def bench_d2f(env_id: str, robot: str, steps: int, repeats: int, seed: int = 0,
         try:
             for k in acc:
                 acc[k] = 0.0
-            t = passes(env.step, reset_instr) * steps
+            t = passes(env.step, reset_instr, clock=wall) * steps
             return {k: acc[k] / t for k in acc}
         finally:
             del env._get_rew, env._get_obs, env.binding.points
@@ -311,7 +317,8 @@ def markdown(results: Dict[str, Any]) -> str:
         f"Machine: {mi['cpu']}, {mi['cores']} cores ({mi['usable_cores']} usable); Python {mi['python']}, "
         f"mujoco {mi['mujoco']}, numpy {mi['numpy']}, gymnasium {mi['gymnasium']}.",
         f"Medians over {results['repeats']} repeats of {results['steps']} steps with random actions"
-        + (" (--quick)" if results["quick"] else "") + ".",
+        + (" (--quick)" if results["quick"] else "")
+        + f"; steps/s timed with {'process CPU time' if results['clock'] == 'process' else 'wall-clock'}.",
         "",
         "| env | robot | env.unwrapped.step /s | gym.make step /s | raw mj_step(nstep) /s | overhead (env/raw time) "
         "| reward share | obs share | binding share | vs gym-pusht |",
@@ -354,13 +361,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=None, help="repeats, median reported (default 7, --quick 3)")
     ap.add_argument("--quick", action="store_true", help="fast smoke run")
     ap.add_argument("--env", action="append", default=None, help="only these env ids (repeatable)")
+    ap.add_argument("--robot", action="append", default=None, help="only these robots (repeatable)")
     ap.add_argument("--no-gym-pusht", action="store_true", help="skip the gym-pusht comparison")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="process",
+                    help="timer of the steps/s passes: process CPU time (default; robust to other "
+                         "processes' load) or wall (perf_counter)")
     args = ap.parse_args(argv)
+    global perf
+    perf = CLOCKS[args.clock]
     steps = args.steps or (200 if args.quick else 2000)
     repeats = args.repeats or (3 if args.quick else 7)
 
     results: Dict[str, Any] = {
-        "machine": machine_info(), "steps": steps, "repeats": repeats, "quick": bool(args.quick), "envs": [],
+        "machine": machine_info(), "steps": steps, "repeats": repeats, "quick": bool(args.quick),
+        "clock": args.clock, "envs": [],
     }
     print(f"machine: {results['machine']}", flush=True)
     pusht = None
@@ -376,6 +390,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             results["gym_pusht"] = {"available": False, "note": note}
     for env_id in args.env or list(d2f_envs.ENV_IDS):
         for robot in env_class(env_id).robots:
+            if args.robot and robot not in args.robot:
+                continue
             print(f"-- {env_id} robot={robot}", flush=True)
             try:
                 gym.make(env_id, robot=robot).close()
