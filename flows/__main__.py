@@ -19,7 +19,6 @@ New commands register a ``(name, add_arguments, run)`` triple in
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple

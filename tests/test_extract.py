@@ -252,6 +252,14 @@ def test_lifting_flags_depth_jumps_as_outliers():
     tracks[:, 1] = 5.0
     _, v, _ = lift_tracks(tracks, np.ones((T, 2), bool), depth, cam)
     assert not v[4, 0] and v[:4, 0].all() and v[5:, 0].all() and v[:, 1].all()
+    # a track that slides onto the background for good is lost from the jump on
+    depth[4:, 10:20, 10:20] = 1.5
+    pts, v, stats = lift_tracks(tracks, np.ones((T, 2), bool), depth, cam)
+    assert v[:4, 0].all() and not v[4:, 0].any() and v[:, 1].all()
+    assert stats["depth_jumps"] > 0
+    np.testing.assert_allclose(pts[4:, 0], np.repeat(pts[3:4, 0], T - 4, 0))  # held at the last visible position
+    _, v, _ = lift_tracks(tracks, np.ones((T, 2), bool), depth, cam, jump_rel=None, outlier_window=0)
+    assert v.all()
 
 
 @pytest.mark.parametrize("space", ["depth", "disparity"])
@@ -286,6 +294,7 @@ def test_extract_flow_on_a_synthetic_plane_is_within_a_centimetre(tmp_path):
     gt = scene.ground_truth(flow.points[0].astype(np.float64))
     err = np.linalg.norm(flow.points - gt, axis=-1)
     assert np.median(err[flow.visible]) < 0.003, np.median(err[flow.visible])
+    assert np.percentile(err[flow.visible], 99) < 0.02  # no track lifted onto the background
     assert flow.visible.mean() > 0.8
     assert flow.source["kind"] == "video" and flow.source["tracker"] == "lk" and flow.source["depth"] == "measured"
     np.testing.assert_allclose(flow.extrinsics, scene.camera.T_world_camera)

@@ -7,10 +7,14 @@ For each track point ``(x, y)`` at frame ``t``:
    when the point is outside the image, or when the 4 neighbours straddle a
    depth edge (spread > ``edge_rel`` * depth);
 2. ``p_cam = z * K^-1 [x, y, 1]``, ``p_world = T_world_camera @ p_cam``;
-3. visible = tracker visible AND valid depth AND not a temporal outlier: a
-   depth that jumps from the median of the point's valid depths in a window
-   of ``outlier_window`` frames around ``t`` by more than ``outlier_abs +
-   outlier_rel * median`` (e.g. a track that slid onto the background).
+3. visible = tracker visible AND valid depth AND not an outlier. Two checks:
+   a depth that differs from the median of the point's valid depths in a
+   window of ``outlier_window`` frames around ``t`` by more than
+   ``outlier_abs + outlier_rel * median`` (a spike) is invisible at ``t``;
+   and a point whose (spike-free) depth jumps between consecutive valid
+   samples by more than ``jump_abs + jump_rel * depth`` (a track that slid
+   onto another surface, e.g. the background) is lost from that frame on,
+   like a lost 2D track (``jump_rel=None`` turns this off).
 
 Invisible samples get positions interpolated linearly in time between the
 point's visible frames (held constant before the first and after the last),
@@ -20,6 +24,7 @@ moving average over that many frames (odd, >= 3) of the filled trajectories.
 from __future__ import annotations
 
 import warnings
+from typing import Optional
 
 import numpy as np
 
@@ -68,6 +73,23 @@ def temporal_outliers(z: np.ndarray, window: int = 5, rel: float = 0.1, abs_: fl
     return out
 
 
+def depth_jumps(z: np.ndarray, rel: float = 0.1, abs_: float = 0.03) -> np.ndarray:
+    """(T, N) bool: True from the first jump of a point's depth between consecutive valid samples on."""
+    z = np.asarray(z, dtype=np.float64)
+    T, N = z.shape
+    lost = np.zeros((T, N), dtype=bool)
+    last = np.full(N, np.nan)
+    gone = np.zeros(N, dtype=bool)
+    for t in range(T):
+        ok = np.isfinite(z[t])
+        with np.errstate(invalid="ignore"):
+            jump = ok & np.isfinite(last) & (np.abs(z[t] - last) > abs_ + rel * np.abs(last))
+        gone |= jump
+        lost[t] = gone
+        last = np.where(ok & ~gone, z[t], last)
+    return lost
+
+
 def fill_invisible(points: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """Linear-in-time interpolation of invisible samples (held at the ends); points never visible stay NaN."""
     P = np.array(points, dtype=np.float64)
@@ -98,7 +120,8 @@ def smooth_trajectories(points: np.ndarray, window: int) -> np.ndarray:
 
 def lift_tracks(tracks: np.ndarray, visible: np.ndarray, depth: np.ndarray, camera: Camera, *,
                 edge_rel: float = 0.05, outlier_window: int = 5, outlier_rel: float = 0.1,
-                outlier_abs: float = 0.02, smooth: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+                outlier_abs: float = 0.02, jump_rel: Optional[float] = 0.1, jump_abs: float = 0.03,
+                smooth: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """3D world points (T, N, 3), visibility (T, N) and statistics; see the module docstring.
 
     Points that are never visible keep NaN positions (the caller drops them).
@@ -116,6 +139,10 @@ def lift_tracks(tracks: np.ndarray, visible: np.ndarray, depth: np.ndarray, came
     valid_depth = np.isfinite(z)
     outlier = temporal_outliers(z, outlier_window, outlier_rel, outlier_abs)
     vis = visible & valid_depth & ~outlier
+    jumped = depth_jumps(np.where(vis, z, np.nan), jump_rel, jump_abs) if jump_rel is not None \
+        else np.zeros_like(vis)
+    vis_before_jumps = vis
+    vis = vis & ~jumped
     pts = camera.unproject(tracks, np.where(vis, z, 1.0))
     pts[~vis] = np.nan
     pts = fill_invisible(pts, vis)
@@ -126,6 +153,7 @@ def lift_tracks(tracks: np.ndarray, visible: np.ndarray, depth: np.ndarray, came
         "tracker_visible": float(visible.mean()),
         "invalid_depth": float((visible & ~valid_depth).mean()),
         "depth_outliers": float(outlier.mean()),
+        "depth_jumps": float((jumped & vis_before_jumps).mean()),
         "visible": float(vis.mean()),
     }
     return pts, vis, stats

@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from ..format import ObjectFlow
-from .camera import Camera, CameraError, load_camera
+from .camera import CameraError, load_camera
 from .lift import lift_tracks
 from .masks import check_mask, load_mask, sample_query_points
 from .registry import DEPTH_ESTIMATORS, MASKERS, TRACKERS, stage_name

@@ -11,7 +11,6 @@ Invalid depth is 0 or NaN (also inf or negative); it comes out as NaN.
 """
 from __future__ import annotations
 
-import os
 import re
 import zipfile
 from pathlib import Path
