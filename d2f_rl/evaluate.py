@@ -124,18 +124,23 @@ def plot_tracking(episodes: List[Dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8))
     for ep in episodes:
         steps = np.arange(1, ep["length"] + 1)
         c = "tab:green" if ep["is_success"] else "tab:red"
-        ax1.plot(steps, np.array(ep["tracking_error"]) * 100, color=c, alpha=0.4, lw=1)
+        err = np.array(ep["tracking_error"]) * 100
+        ax1.plot(steps, err, color=c, alpha=0.4, lw=1)
         ax2.plot(steps, ep["flow_index"], color=c, alpha=0.4, lw=1)
+        ax3.plot(ep["flow_index"], err, color=c, alpha=0.4, lw=1)
     ax1.set_xlabel("env step")
     ax1.set_ylabel("tracking error (cm)")
     ax1.set_title("tracking error over the episode")
     ax2.set_xlabel("env step")
     ax2.set_ylabel("flow index t*")
     ax2.set_title("flow index reached (green: success)")
+    ax3.set_xlabel("flow index t*")
+    ax3.set_ylabel("tracking error (cm)")
+    ax3.set_title("tracking error vs flow index")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -234,7 +239,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     env.close()
 
     summary = summarize(episodes)
-    print_table(summary, f"{env_id}: {label}, {'deterministic' if args.deterministic else 'stochastic'}")
+    mode = ("deterministic" if args.deterministic else "stochastic") if args.policy == "model" else "uniform"
+    print_table(summary, f"{env_id}: {label}, {mode}, {args.episodes} episodes from seed {args.seed}")
     result = {
         "env": env_id, "env_kwargs": env_kwargs, "policy": args.policy,
         "run": str(run_dir) if run_dir else None, "model": str(model_path) if model_path else None,
