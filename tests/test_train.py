@@ -1,0 +1,222 @@
+"""train.py / eval.py end to end, as subprocesses with tiny budgets (a few hundred env steps).
+
+Each subprocess pays the torch + SB3 import (a few seconds); the trained run is
+shared across tests (module fixture).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "D2F-PushT-v0"
+# tiny nets and batches: these tests check plumbing, not learning
+TINY_SAC = ["-params", "learning_starts:50", "batch_size:32", "policy_kwargs:dict(net_arch=[16, 16])", "buffer_size:5000"]
+COMMON = ["--no-progress", "--num-threads", "1", "--seed", "3"]
+
+
+# --------------------------------------------------------------------------- in-process units
+def test_store_dict_and_hyperparams():
+    import argparse
+
+    from d2f_rl.utils import StoreDict, preprocess_hyperparams, read_hyperparams
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--env-kwargs", nargs="+", action=StoreDict)
+    ns = p.parse_args(["--env-kwargs", 'robot:"panda"', "reward_sigma:0.05", "reward_scales:dict(success=1.0)", "x:plain"])
+    assert ns.env_kwargs == {"robot": "panda", "reward_sigma": 0.05, "reward_scales": {"success": 1.0}, "x": "plain"}
+    for algo in ("sac", "ppo"):
+        cfg = preprocess_hyperparams(read_hyperparams(algo, ENV))
+        assert cfg["n_envs"] >= 1 and cfg["n_timesteps"] > 0 and "policy" in cfg["model_kwargs"]
+        assert isinstance(cfg["model_kwargs"]["policy_kwargs"], dict)
+        assert cfg["env_wrapper"] is not None and cfg["normalize"] is not None
+        cfg = preprocess_hyperparams(read_hyperparams(algo, "Some-Other-v0"))  # the "default" entry
+        assert cfg["n_timesteps"] > 0
+
+
+def test_run_dirs_and_atomic_dir(tmp_path):
+    from d2f_rl.utils import atomic_dir, latest_run_dir, new_run_dir, resolve_dir
+
+    assert new_run_dir(tmp_path, "sac", ENV).name == f"{ENV}_1"
+    (tmp_path / "sac" / f"{ENV}_7").mkdir()
+    (tmp_path / "sac" / f"{ENV}_x").mkdir()
+    assert new_run_dir(tmp_path, "sac", ENV).name == f"{ENV}_8"
+    assert latest_run_dir(tmp_path, "sac", ENV).name == f"{ENV}_8"
+    target = tmp_path / "best_model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("2")
+            raise RuntimeError("killed mid-save")
+    assert (resolve_dir(target) / "a.txt").read_text() == "1"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("3")
+    assert (target / "a.txt").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# --------------------------------------------------------------------------- subprocesses
+def run(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def checkpoint_steps(run_dir: Path) -> list:
+    root = run_dir / "checkpoints"
+    return sorted(int(p.name.split("_")[1]) for p in root.glob("step_*")) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def sac_run(logs) -> Path:
+    run("train.py", "--algo", "sac", "--env", ENV, "-n", "300", "--n-envs", "2", "-f", str(logs),
+        "--eval-freq", "150", "--eval-episodes", "1", "--save-freq", "150", *COMMON, *TINY_SAC,
+        "--env-kwargs", "reward_sigma:0.04")
+    return logs / "sac" / f"{ENV}_1"
+
+
+def test_train_writes_run_folder(sac_run):
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    import yaml
+
+    for name in ("config.yml", "args.yml", "command.txt", "final_model.zip", "vecnormalize.pkl",
+                 "evaluations.csv", "evaluations.npz", "best_model/model.zip", "best_model/vecnormalize.pkl"):
+        assert (sac_run / name).is_file(), name
+    args = yaml.safe_load((sac_run / "args.yml").read_text())
+    assert args["seed"] == 3 and args["algo"] == "sac" and args["env"] == ENV
+    assert args["env_kwargs"] == {"reward_sigma": 0.04}
+    config = yaml.safe_load((sac_run / "config.yml").read_text())
+    assert config["policy_kwargs"] == {"net_arch": [16, 16]} and config["n_envs"] == 2
+    assert config["env_kwargs"]["reward_sigma"] == 0.04  # merged into the config's env_kwargs
+    assert "train.py" in (sac_run / "command.txt").read_text()
+    assert list((sac_run / "tb").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    assert checkpoint_steps(sac_run)[-1] == 300
+    rows = (sac_run / "evaluations.csv").read_text().splitlines()
+    assert rows[0].startswith("timesteps,") and len(rows) == 3  # header + evals at 150 and 300
+
+    model = SAC.load(sac_run / "final_model.zip", device="cpu")
+    assert model.num_timesteps == 300
+    import d2f_envs  # noqa: F401
+    import gymnasium as gym
+
+    venv = DummyVecEnv([lambda: gym.make(ENV)])
+    VecNormalize.load(str(sac_run / "vecnormalize.pkl"), venv)
+
+
+def test_second_run_gets_new_folder(logs, sac_run):
+    run("train.py", "--algo", "sac", "-n", "60", "--n-envs", "1", "-f", str(logs), "--eval-freq", "0", *COMMON, *TINY_SAC)
+    second = logs / "sac" / f"{ENV}_2"
+    assert (second / "final_model.zip").is_file()
+    assert (sac_run / "final_model.zip").is_file()  # the first run is untouched
+
+
+def test_resume_continues_step_count(sac_run):
+    from stable_baselines3 import SAC
+
+    run("train.py", "--algo", "sac", "--resume", "-f", str(sac_run), "-n", "450", "--eval-freq", "1000",
+        "--eval-episodes", "1", "--no-progress", "--num-threads", "1")
+    model = SAC.load(sac_run / "final_model.zip", device="cpu")
+    assert model.num_timesteps == 450
+    assert checkpoint_steps(sac_run)[-1] == 450
+    assert len((sac_run / "command.txt").read_text().strip().splitlines()) == 2
+    # the resumed segment evaluates at its end (450) and logs to its own TensorBoard folder
+    rows = (sac_run / "evaluations.csv").read_text().splitlines()
+    assert [float(r.split(",")[0]) for r in rows[1:]] == [150, 300, 450]
+    assert list((sac_run / "tb" / "SAC_2").glob("events.out.tfevents.*"))
+
+
+def test_eval_json(sac_run, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = run("eval.py", "-f", str(sac_run), "--episodes", "2", "--json", str(out), "--deterministic")
+    assert "success rate" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["env"] == ENV and result["env_kwargs"]["reward_sigma"] == 0.04
+    assert {"success_rate", "mean_final_error", "mean_tracking_error", "mean_return"} <= set(result["summary"])
+    assert len(result["episodes"]) == 2
+    ep = result["episodes"][0]
+    assert {"is_success", "final_error", "mean_tracking_error", "return", "length", "tracking_error",
+            "flow_index"} <= set(ep)
+    assert ep["length"] == 80 and len(ep["tracking_error"]) == 80
+    assert (sac_run / "eval" / "tracking_error.png").is_file()
+    assert (sac_run / "eval" / "training_curve.png").is_file()
+
+
+@pytest.mark.render
+def test_eval_video(sac_run, tmp_path):
+    out = tmp_path / "video_eval"
+    run("eval.py", "-f", str(sac_run), "--episodes", "1", "--video", "--out", str(out), "--no-plots")
+    video = out / "episode_000.mp4"
+    assert video.is_file() and video.stat().st_size > 1000
+
+
+def test_random_baseline_and_planner_slot(tmp_path):
+    out = tmp_path / "random.json"
+    run("eval.py", "--env", ENV, "--policy", "random", "--episodes", "1", "--json", str(out), "--out", str(tmp_path))
+    result = json.loads(out.read_text())
+    assert result["policy"] == "random" and result["summary"]["episodes"] == 1
+    proc = run("eval.py", "--env", ENV, "--planner", "mppi", check=False)
+    if not (ROOT / "d2f_rl" / "planners").is_dir():
+        assert proc.returncode != 0 and "not available yet" in proc.stderr
+
+
+def test_killed_run_leaves_loadable_checkpoint(tmp_path):
+    """SIGKILL during training (checkpoints every 40 steps) must leave the newest checkpoint loadable."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from d2f_rl.callbacks import latest_checkpoint, load_replay_buffer
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "train.py", "--algo", "sac", "-n", "100000", "--n-envs", "1", "-f", str(tmp_path),
+           "--eval-freq", "0", "--save-freq", "40", "--keep-checkpoints", "1", *COMMON, *TINY_SAC]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run_dir = tmp_path / "sac" / f"{ENV}_1"
+    try:
+        deadline = time.time() + 90
+        while len(checkpoint_steps(run_dir)) == 0 or checkpoint_steps(run_dir)[-1] < 200:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        time.sleep(0.1)  # land somewhere in the training loop, possibly mid-save
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None and ckpt.name.startswith("step_")
+    model = SAC.load(ckpt / "model.zip", device="cpu")
+    load_replay_buffer(model, ckpt / "replay_buffer.pkl")
+    assert model.replay_buffer.size() > 0
+    import d2f_envs  # noqa: F401
+    import gymnasium as gym
+
+    VecNormalize.load(str(ckpt / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make(ENV)]))
+    # and training resumes from it
+    run("train.py", "--algo", "sac", "--resume", "-f", str(tmp_path), "-n", str(model.num_timesteps + 40),
+        "--eval-freq", "0", "--no-progress", "--num-threads", "1")
+    assert SAC.load(run_dir / "final_model.zip", device="cpu").num_timesteps == model.num_timesteps + 40
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed")
+def test_rl_zoo3_reads_our_hyperparams(tmp_path):
+    run("-m", "rl_zoo3.train", "--algo", "sac", "--env", ENV, "--gym-packages", "d2f_envs",
+        "-conf", "d2f_rl/hyperparams/sac.yml", "-n", "100", "-f", str(tmp_path), "--eval-freq", "-1",
+        "--seed", "0", "-params", "learning_starts:50", "batch_size:32", "n_envs:1", "buffer_size:5000",
+        "policy_kwargs:dict(net_arch=[16, 16])", "--num-threads", "1")
+    assert (tmp_path / "sac" / f"{ENV}_1" / f"{ENV}.zip").is_file()
