@@ -174,7 +174,8 @@ class FlowEvalCallback(BaseCallback):
         self.n_eval_episodes = int(n_eval_episodes)
         self.eval_seed = int(eval_seed)
         self.deterministic = deterministic
-        self.start_time = start_time or time.time()
+        rows = read_evaluations(self.run_dir)  # a resumed run's clock continues from its last evaluation
+        self.start_time = start_time or (time.time() - (rows[-1]["wall_time_s"] if rows else 0.0))
         self._last = 0
         self.best_key = self._load_best_key()
         self.last_summary: Optional[Dict[str, float]] = None

@@ -48,11 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deterministic (mean) actions")
     p.add_argument("--env-kwargs", type=str, nargs="+", action=StoreDict, default=None,
                    help="override env keyword arguments as key:value (Python literals)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cut episodes at this many steps; None: the env's registered limit")
     p.add_argument("--video", action="store_true", help="write mp4s of the first --video-episodes episodes")
     p.add_argument("--video-episodes", type=int, default=3, help="how many episodes --video records")
     p.add_argument("--json", type=str, default=None, help="write the summary and per-episode results here")
-    p.add_argument("--out", type=str, default=None, help="output folder (default: <run>/eval or eval_out/<env>_<policy>)")
-    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    p.add_argument("--out", type=str, default=None, help="output folder; None: <run>/eval, or eval_out/<env>_<policy> without a run")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the PNG plots (tracking error, training curve)")
     p.add_argument("--device", type=str, default="cpu", help="torch device")
     p.add_argument("--gym-packages", type=str, nargs="+", default=[], help="extra modules that register envs")
     return p
@@ -218,7 +221,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         env_kwargs = dict(read_yaml(run_dir / "config.yml").get("env_kwargs") or {}) if run_dir else {}
     env_kwargs = {**env_kwargs, **(args.env_kwargs or {})}
 
-    env = make_env(env_id, env_kwargs, wrapper, render_mode="rgb_array" if args.video else None)
+    env = make_env(env_id, env_kwargs, wrapper, render_mode="rgb_array" if args.video else None,
+                   max_episode_steps=args.max_steps)
     if args.policy == "model":
         policy = model_policy(model, normalizer, args.deterministic)
         label = f"{run_dir} ({model_path.relative_to(run_dir)})"

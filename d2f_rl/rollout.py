@@ -27,10 +27,13 @@ def make_env(
     env_kwargs: Optional[Dict[str, Any]] = None,
     wrapper: Optional[Callable[[gym.Env], gym.Env]] = None,
     render_mode: Optional[str] = None,
+    max_episode_steps: Optional[int] = None,
 ) -> gym.Env:
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = int(max_episode_steps)  # gym.make's TimeLimit, not an env argument
     env = gym.make(env_id, **kwargs)
     return wrapper(env) if wrapper is not None else env
 

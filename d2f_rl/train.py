@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in -f (a run folder) or the latest <algo>/<env> run under -f "
                         "from its last checkpoint")
     p.add_argument("-conf", "--conf-file", type=str, default=None,
-                   help="hyperparameter YAML keyed by env id (default: d2f_rl/hyperparams/<algo>.yml)")
+                   help="hyperparameter YAML keyed by env id; None: d2f_rl/hyperparams/<algo>.yml")
     p.add_argument("-params", "--hyperparams", type=str, nargs="+", action=StoreDict, default=None,
                    help="override hyperparameters as key:value, e.g. -params learning_rate:0.0003 batch_size:128")
     p.add_argument("--device", type=str, default="cpu", help="torch device (cpu, cuda, auto)")
@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra modules to import that register envs")
     p.add_argument("--num-threads", type=int, default=-1, help="torch threads; -1: torch's default")
     p.add_argument("--keep-checkpoints", type=int, default=2, help="how many checkpoints to keep")
-    p.add_argument("--no-replay-buffer", dest="save_replay_buffer", action="store_false",
-                   help="do not save SAC's replay buffer in checkpoints (resume then restarts it empty)")
+    p.add_argument("--save-replay-buffer", action=argparse.BooleanOptionalAction, default=True,
+                   help="save SAC's replay buffer (its filled part) in checkpoints; without it a resumed "
+                        "run starts with an empty buffer")
     p.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
                    help="log to wandb in offline mode if wandb is installed (never online)")
     p.add_argument("-v", "--verbose", type=int, default=1, help="0: quiet, 1: evaluations, 2: SB3 logs too")
@@ -194,6 +195,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
         print(f"loaded {checkpoint} at {model.num_timesteps} steps")
 
     # ---- 4. logging: TensorBoard + csv (+ stdout at -v 2), one subfolder per (re)start
+    if args.wandb:
+        _maybe_wandb(run_dir, args, hyperparams)  # before the TensorBoard writer, so wandb can mirror it
     tb_root = run_dir / "tb"
     segment = 1 + (len([p for p in tb_root.iterdir() if p.is_dir()]) if tb_root.exists() else 0)
     formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose >= 2 else [])
@@ -201,8 +204,6 @@ def main(argv: Optional[List[str]] = None) -> Path:
         model.set_logger(configure(str(tb_root / f"{args.algo.upper()}_{segment}"), formats))
     except ImportError:  # no tensorboard installed
         model.set_logger(configure(str(tb_root / f"{args.algo.upper()}_{segment}"), ["csv"]))
-    if args.wandb:
-        _maybe_wandb(run_dir, args, hyperparams)
 
     # ---- 5. callbacks: atomic checkpoints, evaluation on a separate env
     callbacks = [AtomicCheckpointCallback(run_dir, args.save_freq, keep=args.keep_checkpoints,
