@@ -217,6 +217,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     remaining = total - model.num_timesteps
     progress = args.progress and _progress_available()
     t0 = time.time()
+    _sigterm_as_interrupt()  # a scheduler's SIGTERM saves a checkpoint like Ctrl-C does
     try:
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=callbacks, progress_bar=progress,
@@ -236,6 +237,17 @@ def main(argv: Optional[List[str]] = None) -> Path:
         env.close()
     print(f"trained to {model.num_timesteps} steps in {elapsed:.0f}s; saved {run_dir / 'final_model.zip'}")
     return run_dir
+
+
+def _sigterm_as_interrupt() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _maybe_wandb(run_dir: Path, args: argparse.Namespace, hyperparams: Dict[str, Any]) -> None:
