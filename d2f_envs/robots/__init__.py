@@ -13,6 +13,9 @@ from .base import RobotAdapter
 ROBOTS: Dict[str, str] = {
     "pusher": "d2f_envs.robots.pusher:PusherRobot",
     "panda": "d2f_envs.robots.panda:PandaRobot",
+    "panda_gripper": "d2f_envs.robots.panda:PandaGripperRobot",
+    "spot_arm": "d2f_envs.robots.spot_arm:SpotArmRobot",
+    "gr1": "d2f_envs.robots.gr1:GR1Robot",
     "floating_gripper": "d2f_envs.robots.floating_gripper:FloatingGripperRobot",
 }
 

@@ -5,10 +5,10 @@ import mujoco
 import numpy as np
 
 from .base import RobotAdapter
+from .gripper import ParallelJawGripper
 
 _SLIDE = mujoco.mjtJoint.mjJNT_SLIDE
 _HINGE = mujoco.mjtJoint.mjJNT_HINGE
-_BOX = mujoco.mjtGeom.mjGEOM_BOX
 _CAPSULE = mujoco.mjtGeom.mjGEOM_CAPSULE
 
 
@@ -23,20 +23,11 @@ class FloatingGripperRobot(RobotAdapter):
 
     Actuation: position servos on the four carriage joints (critically damped;
     x/y/z kp 2000 N/m, force limit 150 N; yaw kp 20 N m/rad) with gravity
-    compensation on every gripper body, like an ideal Cartesian robot. The two
-    fingers slide symmetrically along the carriage's x axis (closing
-    direction); each has a position servo (kp 1000 N/m, 30 N limit) whose
-    target goes from 3.5 cm opening (``grip = -1``) to 5 mm past closed
-    (``grip = +1``), so a closed finger presses a 2 cm handle with ~15 N and
-    a 4 cm object with ~25 N. Finger pads have friction 1.5 (torsional 0.02),
-    enough to hold a handle or a 100 g object. Each finger drive has 1 kg of
-    armature: MuJoCo's soft contacts are as stiff as the effective mass behind
-    them, and a light finger would sink into a handle it pulls.
-
-    Collision bits: the gripper's geoms have ``contype=5, conaffinity=3``, so
-    they touch scene geoms with bit 1 (static scene), bit 2 (movable objects
-    and articulated links) and Push-T style objects (``contype=2``). The two
-    fingers do not collide with each other.
+    compensation on every gripper body, like an ideal Cartesian robot. The
+    gripper itself (palm, fingers, finger servos, pad friction, finger
+    armature, collision bits) is the shared
+    :class:`~d2f_envs.robots.gripper.ParallelJawGripper`, the one the arms
+    carry; the carriage's wrist capsule uses the same contact parameters.
 
     ``tcp_height`` (the task's working height) is not used: the TCP height is
     set by :meth:`reset` and the controller's ``z`` dof.
@@ -47,34 +38,26 @@ class FloatingGripperRobot(RobotAdapter):
     has_gripper = True
     can_lift = True
 
+    gripper = ParallelJawGripper()
+    #: opening of each finger at grip = -1 (m), see the gripper
+    finger_open = ParallelJawGripper.finger_open
+
     # servo gains
     kp_pos = 2000.0
     kp_yaw = 20.0
-    kp_finger = 1000.0
     force_pos = 150.0
     force_yaw = 10.0
-    force_finger = 30.0
     # masses / reflected inertias (armature) of the carriage joints
-    carriage_mass = 1.0
+    carriage_mass = 1.0  # palm (the gripper's palm_mass) + wrist capsule
     armature_pos = 0.5
     armature_yaw = 0.05
-    finger_mass = 0.1
-    # reflected inertia of each finger's drive: it also sets how stiff the finger contacts are
-    # (MuJoCo's soft contacts scale with the effective mass), so a squeezed handle stays put
-    armature_finger = 1.0
-    # geometry (m)
-    finger_open = 0.035  # opening of each finger (centre to inner face) at grip = -1
-    finger_closed = -0.005  # servo target at grip = +1 (past contact: squeezes)
-    finger_half = (0.006, 0.011, 0.045)  # half sizes of a finger box (x thickness, y width, z length)
-    finger_tip_below_tcp = 0.025
-    palm_half = (0.052, 0.022, 0.01)
-    finger_friction = (1.5, 0.02, 0.0001)
 
     JOINTS = ("x", "y", "z", "yaw", "finger_left", "finger_right")
 
     # --------------------------------------------------------------- building
     def attach(self, spec, base_pos, base_yaw, tcp_height):
         p = self.prefix
+        g = self.gripper
         c, s = np.cos(base_yaw / 2), np.sin(base_yaw / 2)
         mount = spec.worldbody.add_body(name=p + "mount", pos=list(base_pos), quat=[c, 0, 0, s])
         carriage = mount.add_body(name=p + "carriage", pos=[0, 0, 0], gravcomp=1.0)
@@ -85,40 +68,6 @@ class FloatingGripperRobot(RobotAdapter):
             )
         carriage.add_joint(name=p + "yaw", type=_HINGE, axis=[0, 0, 1], armature=self.armature_yaw)
 
-        fx, fy, fz = self.finger_half
-        tip = -self.finger_tip_below_tcp
-        finger_zc = tip + fz  # finger box centre height (carriage frame)
-        palm_z = finger_zc + fz + self.palm_half[2]
-        geom_kw = dict(
-            contype=5, conaffinity=3, condim=4, friction=list(self.finger_friction),
-            solimp=[0.95, 0.99, 0.001, 0.5, 2.0], solref=[0.02, 1.0],
-        )
-        grey = [0.35, 0.36, 0.4, 1]
-        carriage.add_geom(
-            name=p + "palm", type=_BOX, size=list(self.palm_half), pos=[0, 0, palm_z], mass=self.carriage_mass * 0.6,
-            rgba=grey, **geom_kw,
-        )
-        carriage.add_geom(
-            name=p + "wrist", type=_CAPSULE, size=[0.018, 0, 0],
-            fromto=[0, 0, palm_z + self.palm_half[2] + 0.018, 0, 0, palm_z + 0.09], mass=self.carriage_mass * 0.4,
-            rgba=[0.25, 0.26, 0.3, 1], **geom_kw,
-        )
-        carriage.add_site(name=p + "tcp", pos=[0, 0, 0], size=[0.006, 0, 0], rgba=[1, 0.6, 0, 0.6])
-
-        pad = [0.85, 0.45, 0.15, 1]
-        for side, sign in (("left", 1.0), ("right", -1.0)):
-            f = carriage.add_body(name=p + "finger_" + side, pos=[0, 0, 0], gravcomp=1.0)
-            f.add_joint(
-                name=p + "finger_" + side, type=_SLIDE, axis=[sign, 0, 0], range=[0.0, self.finger_open + 0.005],
-                limited=mujoco.mjtLimited.mjLIMITED_TRUE, armature=self.armature_finger, damping=0.0,
-            )
-            # the inner face sits at +-q from the centre line
-            f.add_geom(
-                name=p + "finger_" + side, type=_BOX, size=[fx, fy, fz], pos=[sign * fx, 0, finger_zc],
-                mass=self.finger_mass, rgba=pad, **geom_kw,
-            )
-        spec.add_exclude(bodyname1=p + "finger_left", bodyname2=p + "finger_right")
-
         def servo(joint, kp, mass, force, lo, hi):
             act = spec.add_actuator(name=p + joint, target=p + joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
             act.set_to_position(kp=kp, kv=2.0 * np.sqrt(kp * mass))
@@ -127,13 +76,19 @@ class FloatingGripperRobot(RobotAdapter):
             act.forcerange = [-force, force]
             act.forcelimited = True
 
-        m_total = self.carriage_mass + 2 * self.finger_mass + self.armature_pos
+        m_total = self.carriage_mass + 2 * g.finger_mass + self.armature_pos
         for axis in "xyz":
             servo(axis, self.kp_pos, m_total, self.force_pos, -1.5, 1.5)
         servo("yaw", self.kp_yaw, self.armature_yaw + 0.005, self.force_yaw, -np.pi, np.pi)
-        for side in ("left", "right"):
-            servo("finger_" + side, self.kp_finger, self.finger_mass + self.armature_finger, self.force_finger,
-                  self.finger_closed, self.finger_open)
+        # palm, fingers and their servos (after the carriage servos: actuator order x, y, z, yaw, fingers)
+        g.add(spec, carriage, prefix=p)
+        palm_top = g.palm_top
+        carriage.add_geom(
+            name=p + "wrist", type=_CAPSULE, size=[0.018, 0, 0],
+            fromto=[0, 0, palm_top + 0.018, 0, 0, palm_top - g.palm_half[2] + 0.09],
+            mass=self.carriage_mass - g.palm_mass, rgba=[0.25, 0.26, 0.3, 1], **g.geom_kw(),
+        )
+        carriage.add_site(name=p + "tcp", pos=[0, 0, 0], size=[0.006, 0, 0], rgba=[1, 0.6, 0, 0.6])
         self._base = np.asarray(base_pos, dtype=np.float64)
         self._base_yaw = float(base_yaw)
         cy, sy = np.cos(base_yaw), np.sin(base_yaw)
@@ -148,14 +103,13 @@ class FloatingGripperRobot(RobotAdapter):
 
     # --------------------------------------------------------------- running
     def _finger_target(self, grip: float) -> float:
-        g = float(np.clip(grip, -1.0, 1.0))
-        return self.finger_open + (g + 1.0) / 2.0 * (self.finger_closed - self.finger_open)
+        return self.gripper.finger_target(grip)
 
     def reset(self, model, data, tcp_pos, tcp_yaw=0.0):
         q = np.empty(6)
         q[:3] = self._R.T @ (np.asarray(tcp_pos, dtype=np.float64) - self._base)
         q[3] = float(np.clip(tcp_yaw - self._base_yaw, -np.pi, np.pi))
-        q[4:] = self.finger_open
+        q[4:] = self.gripper.finger_open
         data.qpos[self._qadr] = q
         data.qvel[self._dadr] = 0.0
         data.ctrl[self._act] = q

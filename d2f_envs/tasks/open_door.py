@@ -30,6 +30,15 @@ class OpenDoorEnv(ArticulatedEnv):
     ## Robots (``robot=``)
     ``"floating_gripper"`` (default): a parallel gripper on x/y/z slides and
     a yaw hinge, see :class:`~d2f_envs.robots.floating_gripper.FloatingGripperRobot`.
+    ``"panda_gripper"``: a Franka Panda arm with the same two-finger gripper
+    on its flange (:class:`~d2f_envs.robots.panda.PandaGripperRobot`), base
+    on the table top (mount: ``robot_mounts``).
+    ``"spot_arm"``: Spot's 6-dof arm with that gripper, on a static,
+    crouched Spot body (:class:`~d2f_envs.robots.spot_arm.SpotArmRobot`),
+    arm base 56 cm above the table top.
+    Arms are driven by differential IK (:class:`~d2f_envs.robots.arm.ArmRobot`),
+    so the action means the same TCP motion on every robot; ``proprio``
+    follows the robot (``robot.proprio_dim``: 16, 18 and 16 values).
 
     ## Action Space
     ``Box(-1, 1, (5,), float32)``: ``(x, y, z, yaw, grip)``. TCP target
@@ -77,12 +86,14 @@ class OpenDoorEnv(ArticulatedEnv):
     argument           default      meaning
     ================== ============ ====================================================
     flow               shipped      ``ObjectFlow``, path to a ``.npz`` flow, or None
-    robot              "floating_   ``"floating_gripper"``
-                       gripper"
+    robot              "floating_   ``"floating_gripper"``, ``"panda_gripper"``,
+                       gripper"     ``"spot_arm"``
     render_mode        None         ``"rgb_array"`` draws the flow's subgoal (green) and
                                     final (red) points over the scene
     alignment          "nearest"    time alignment: ``"nearest"`` or ``"clock"``
     lookahead          0.3          subgoal lead in seconds (nearest alignment)
+    max_lag            1.5          subgoal deadline: at most this many seconds behind
+                                    the clock (None: the paper's rule exactly)
     reward_scales      None         dict overriding ``RewardScales`` fields
     reward_sigma       0.03         tracking term length scale (m)
     success_threshold  None         final error for success (m); None: derived from
@@ -98,6 +109,14 @@ class OpenDoorEnv(ArticulatedEnv):
     link_body = "door"
     link_joint = "door_hinge"
     handle_site = "door_handle"
+    robots = ("floating_gripper", "panda_gripper", "spot_arm")
+    #: (x, y, z, yaw) of each robot's base: where the handle's whole path is reachable with the
+    #: tool pointing down, away from singular postures
+    robot_mounts = {
+        "floating_gripper": (0.0, 0.0, 0.0, 0.0),
+        "panda_gripper": (-0.5, 0.05, 0.0, 0.0),
+        "spot_arm": (-0.45, -0.05, 0.56, 0.0),
+    }
     dofs = ("x", "y", "z", "yaw", "grip")
     workspace = ((-0.3, -0.3, 0.03), (0.4, 0.4, 0.5))
     tcp_home = (-0.02, 0.0, 0.32)
