@@ -97,6 +97,7 @@ class FlowEnv(gym.Env):
         render_mode: Optional[str] = None,
         alignment: str = "nearest",
         lookahead: float = 0.3,
+        max_lag: Optional[float] = 1.5,
         reward_scales: Optional[Dict[str, float]] = None,
         reward_sigma: float = 0.03,
         success_threshold: float = 0.02,
@@ -115,6 +116,8 @@ class FlowEnv(gym.Env):
             raise ValueError(f"reset_noise_scale must be >= 0, got {reset_noise_scale}")
         if lookahead < 0:
             raise ValueError(f"lookahead (seconds) must be >= 0, got {lookahead}")
+        if max_lag is not None and max_lag < 0:
+            raise ValueError(f"max_lag (seconds) must be None or >= 0, got {max_lag}")
         self.render_mode = render_mode
         self.robot_name = robot
         self.reset_noise_scale = float(reset_noise_scale)
@@ -154,6 +157,7 @@ class FlowEnv(gym.Env):
             scales=scales,
             sigma=reward_sigma,
             lookahead=int(round(lookahead / self.control_dt)),
+            max_lag=None if max_lag is None else int(round(max_lag / self.control_dt)),
             alignment=alignment,
             success_threshold=success_threshold,
             dt=self.control_dt,

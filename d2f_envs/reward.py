@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import mujoco
 import numpy as np
@@ -97,6 +97,13 @@ class FlowTrackingReward:
     ``alignment="clock"`` the subgoal is the frame at the elapsed time instead
     (``round(steps * dt * fps)``); ``t*`` still drives the progress term.
 
+    ``max_lag`` (frames, nearest alignment) adds a deadline: the subgoal never
+    falls more than ``max_lag`` frames behind the clock frame. Without it an
+    object that never moves keeps a subgoal ``lookahead`` frames from the start
+    and collects almost the full tracking reward for doing nothing; with it,
+    standing still is paid less and less once the flow should have moved on.
+    ``None`` is the paper's rule exactly.
+
     Only points visible in the compared flow frame count. Distances are means
     over those points of the Euclidean distance, in metres.
 
@@ -106,6 +113,7 @@ class FlowTrackingReward:
         sigma: length scale (m) of the tracking term ``exp(-d / sigma)``.
         lookahead: subgoal offset in flow frames (nearest alignment).
         alignment: ``"nearest"`` or ``"clock"``.
+        max_lag: the subgoal's deadline, in flow frames behind the clock (nearest alignment), or None.
         success_threshold: final error (m) under which the flow counts as reached.
         dt: control period in seconds (clock alignment).
     """
@@ -120,11 +128,14 @@ class FlowTrackingReward:
         alignment: str = "nearest",
         success_threshold: float = 0.02,
         dt: float = 0.1,
+        max_lag: Optional[int] = None,
     ):
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         if sigma <= 0 or lookahead < 0 or success_threshold <= 0 or dt <= 0:
             raise ValueError("sigma, success_threshold and dt must be > 0 and lookahead >= 0")
+        if max_lag is not None and max_lag < 0:
+            raise ValueError(f"max_lag must be None or >= 0 frames, got {max_lag}")
         self.flow = flow
         self.scales = scales
         self.sigma = float(sigma)
@@ -132,6 +143,7 @@ class FlowTrackingReward:
         self.alignment = alignment
         self.success_threshold = float(success_threshold)
         self.dt = float(dt)
+        self.max_lag = None if max_lag is None else int(max_lag)
         self._vis = flow.visible.astype(np.float64)  # (T, N)
         self._nvis = self._vis.sum(axis=1)  # (T,) >= 1 by the format's rules
         self._all_visible = bool(flow.visible.all())  # the common case: no visibility weights to apply
@@ -218,10 +230,13 @@ class FlowTrackingReward:
         t_new = t_old + int(errs.argmin())
         self.t_star = t_new
         self.steps += 1
+        clock = int(round(self.steps * self.dt * self.flow.fps))
         if self.alignment == "nearest":
             sub = min(t_new + self.lookahead, last)
+            if self.max_lag is not None:
+                sub = max(sub, min(clock - self.max_lag, last))
         else:
-            sub = min(int(round(self.steps * self.dt * self.flow.fps)), last)
+            sub = min(clock, last)
         return {
             "tracking_error": float(errs[sub - t_old]) if sub >= t_old else self.frame_error(points, sub),
             "final_error": float(errs[-1]),

@@ -141,6 +141,26 @@ def test_clock_tracking_error_is_against_the_clock_frame():
     assert m["tracking_error"] == pytest.approx(STEP, abs=1e-7)
 
 
+def test_max_lag_deadline_moves_the_subgoal_of_an_object_that_stands_still():
+    paper = make(lookahead=1)
+    deadline = make(lookahead=1, max_lag=2)
+    still = frame_points(0)
+    subs_paper = [paper.measure(still)["subgoal_index"] for _ in range(6)]
+    subs_deadline = [deadline.measure(still)["subgoal_index"] for _ in range(6)]
+    assert subs_paper == [1] * 6  # the paper's rule: a still object keeps the subgoal near the start
+    assert subs_deadline == [1, 1, 1, 2, 3, 4]  # never more than 2 frames behind the clock (steps 1..6)
+    # tracking error grows as the deadline leaves the still object behind
+    d = make(lookahead=1, max_lag=2)
+    errs = [d.measure(still)["tracking_error"] for _ in range(6)]
+    assert errs[-1] > errs[0] and errs[-1] == pytest.approx(4 * STEP, abs=1e-7)
+
+
+def test_max_lag_does_not_change_an_object_that_keeps_up():
+    a, b = make(lookahead=1), make(lookahead=1, max_lag=2)
+    for k in range(1, T):
+        assert a.measure(frame_points(k)) == b.measure(frame_points(k))
+
+
 def test_reset_restarts_alignment():
     r = make(alignment="clock")
     for k in range(4):

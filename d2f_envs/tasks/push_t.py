@@ -107,6 +107,8 @@ class PushTEnv(FlowEnv):
                                     final (red) points over the scene
     alignment          "nearest"    time alignment: ``"nearest"`` or ``"clock"``
     lookahead          0.3          subgoal lead in seconds (nearest alignment)
+    max_lag            1.5          subgoal deadline: at most this many seconds behind
+                                    the clock (None: the paper's rule exactly)
     reward_scales      None         dict overriding ``RewardScales`` fields
     reward_sigma       0.03         tracking term length scale (m)
     success_threshold  0.02         final error for success (m)
@@ -121,7 +123,7 @@ class PushTEnv(FlowEnv):
     robots = ("pusher", "panda")
     dofs = ("x", "y")
     workspace = ((-0.32, -0.32, 0.0), (0.38, 0.38, 0.3))
-    robot_mounts = {"pusher": (0.0, 0.0, 0.0, 0.0), "panda": (-0.62, 0.0, 0.0, 0.0)}
+    robot_mounts = {"pusher": (0.0, 0.0, 0.0, 0.0), "panda": (-0.54, 0.0, 0.0, 0.0)}
     tcp_height = T_HALF_HEIGHT
     tcp_home = (-0.15, -0.10, T_HALF_HEIGHT)
     timestep = 0.01
