@@ -211,7 +211,7 @@ def test_gymnasium_check_env(env_id, robot):
 
 @pytest.mark.parametrize("env_id,robot", CASES)
 def test_sb3_check_env(env_id, robot):
-    sb3 = pytest.importorskip("stable_baselines3.common.env_checker")
+    import stable_baselines3.common.env_checker as sb3
     env = make(env_id, robot=robot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+import cv2  # noqa: E402  (the extract extra; installed by the test extra)
 
 from flows import ObjectFlow  # noqa: E402
 from flows.extract import (  # noqa: E402
@@ -393,7 +393,7 @@ def test_bad_inputs_name_the_file_and_the_field(tmp_path, capsys):
 @pytest.fixture
 def one_torch_thread():
     """Tiny models run fastest (and steadiest on a busy CI box) on one thread."""
-    torch = pytest.importorskip("torch")
+    import torch
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -426,7 +426,7 @@ class FakeCoTrackerPredictor:
 
 
 def test_cotracker_adapter_conventions_with_a_test_double():
-    torch = pytest.importorskip("torch")
+    import torch
     from flows.extract import CoTrackerTracker
 
     rng = np.random.default_rng(0)
@@ -447,7 +447,7 @@ def test_cotracker_adapter_conventions_with_a_test_double():
 
 
 def test_cotracker_missing_package_says_how_to_install(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
     from flows.extract import CoTrackerTracker
 
     ckpt = tmp_path / "scaled_offline.pth"
@@ -460,8 +460,8 @@ def test_cotracker_missing_package_says_how_to_install(tmp_path, monkeypatch):
 
 def tiny_depth_anything(path: Path, kind: str = "metric") -> Path:
     """A ~137k-parameter random Depth Anything V2 saved with save_pretrained (no download)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
     torch.manual_seed(0)
     backbone = transformers.Dinov2Config(
         image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
@@ -507,10 +507,9 @@ def test_depth_anything_tiny_model_round_trips_and_is_calibrated(tmp_path, one_t
 
 def tiny_sam2(path: Path) -> Path:
     """A ~124k-parameter random SAM 2 (256x256 input) saved with save_pretrained (no download)."""
-    pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    if not hasattr(transformers, "Sam2Model"):
-        pytest.skip("transformers < 4.56 has no SAM 2")
+    import torch  # noqa: F401
+    import transformers
+    assert hasattr(transformers, "Sam2Model"), "the test extra needs transformers >= 4.56 (SAM 2)"
     from transformers import (Sam2Config, Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2Model,
                               Sam2PromptEncoderConfig, Sam2VisionConfig)
 

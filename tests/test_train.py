@@ -5,7 +5,6 @@ shared across tests (module fixture).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -219,7 +218,6 @@ def test_killed_run_leaves_loadable_checkpoint(tmp_path):
     assert SAC.load(run_dir / "final_model.zip", device="cpu").num_timesteps == model.num_timesteps + 40
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed")
 def test_rl_zoo3_reads_our_hyperparams(tmp_path):
     run("-m", "rl_zoo3.train", "--algo", "sac", "--env", ENV, "--gym-packages", "d2f_envs",
         "-conf", "d2f_rl/hyperparams/sac.yml", "-n", "100", "-f", str(tmp_path), "--eval-freq", "-1",
