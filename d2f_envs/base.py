@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
 
 import gymnasium as gym
