@@ -1,0 +1,113 @@
+"""Success of the privileged scripted flow-following controllers, and of random actions, per task and robot.
+
+    python benchmarks/scripted_success.py                  # 20 seeds per (task, robot)
+    python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
+
+The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
+for the drawer and door) read the simulator state: they show that each task is solvable
+with its robot and that the reward ranks flow-following above random motion. They are not
+learned policies.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import mujoco
+
+    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, mujoco {mujoco.__version__}, numpy {np.__version__}"
+
+
+def make_controller(env):
+    u = env.unwrapped
+    if u.env_id == "D2F-PushT-v0":
+        from d2f_envs.scripted import FlowFollowingPusher
+
+        return FlowFollowingPusher(env)
+    from d2f_envs.scripted_articulated import FlowFollowingGripper
+
+    return FlowFollowingGripper(env)
+
+
+def episode(env, policy, seed):
+    obs, info = env.reset(seed=seed)
+    if hasattr(policy, "reset"):
+        policy.reset()
+    env.action_space.seed(seed)
+    ret = 0.0
+    while True:
+        action = policy(obs) if policy is not None else env.action_space.sample()
+        obs, r, term, trunc, info = env.step(action)
+        ret += float(r)
+        if term or trunc:
+            return ret, bool(info["is_success"]), float(info["final_error"])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=20, help="episodes (seeds 0..n-1) per task and robot")
+    ap.add_argument("--out", default="benchmarks/results/scripted_success.json")
+    args = ap.parse_args(argv)
+    import gymnasium as gym
+
+    import d2f_envs
+
+    rows = []
+    for env_id in d2f_envs.ENV_IDS:
+        module, name = gym.spec(env_id).entry_point.split(":")
+        robots = getattr(__import__(module, fromlist=[name]), name).robots
+        for robot in robots:
+            env = gym.make(env_id, robot=robot)
+            ctrl = make_controller(env)
+            t0 = time.perf_counter()
+            scripted = [episode(env, ctrl, s) for s in range(args.seeds)]
+            wall = time.perf_counter() - t0
+            rand = [episode(env, None, s) for s in range(args.seeds)]
+            row = {
+                "env": env_id, "robot": robot, "episodes": args.seeds,
+                "scripted_success": float(np.mean([s for _, s, _ in scripted])),
+                "scripted_return": float(np.mean([r for r, _, _ in scripted])),
+                "scripted_final_error_m": float(np.median([e for _, _, e in scripted])),
+                "random_success": float(np.mean([s for _, s, _ in rand])),
+                "random_return": float(np.mean([r for r, _, _ in rand])),
+                "seconds_per_scripted_episode": wall / args.seeds,
+            }
+            rows.append(row)
+            print(json.dumps(row))
+            env.close()
+    lines = [
+        f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds {args.seeds}`).",
+        "",
+        "| env | robot | scripted success | scripted return | median final error | random success | random return |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['env']} | {r['robot']} | {100 * r['scripted_success']:.0f} % | {r['scripted_return']:.1f} | "
+            f"{100 * r['scripted_final_error_m']:.2f} cm | {100 * r['random_success']:.0f} % | {r['random_return']:.1f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
