@@ -7,7 +7,7 @@ A task subclasses :class:`FlowEnv` and fills in a few fixed override points
 * ``_make_binding()``: the :class:`~d2f_envs.reward.PointBinding` of the task's object class;
 * ``_set_nominal_state()``: the object's state the flow starts from (no randomness);
 * ``reset_model()``: randomise the start with ``self.np_random``;
-* ``_task_success(points, measured)``: the task's own success criterion and extra ``info`` entries.
+* ``_task_success(points)``: the task's own success criterion and extra ``info`` entries.
 
 The base owns the flow, the reward, the robot and the controller, and
 ``_get_obs`` / ``_get_rew`` are the same for every task.
@@ -209,7 +209,7 @@ class FlowEnv(gym.Env):
         """Randomise the start state with ``self.np_random`` (object and robot)."""
         raise NotImplementedError
 
-    def _task_success(self, points: np.ndarray, measured: Dict[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+    def _task_success(self, points: np.ndarray) -> Tuple[bool, Dict[str, Any]]:
         """The task's own success criterion (AND-ed with reaching the flow's end) and extra info."""
         return True, {}
 
@@ -257,17 +257,12 @@ class FlowEnv(gym.Env):
     # ------------------------------------------------------------------ reward
     def _get_rew(self, action: np.ndarray) -> Tuple[float, Dict[str, Any]]:
         """``(reward, info)``: reward is the sum of ``info``'s ``reward_*`` terms."""
-        rf = self.reward_fn
-        m = rf.measure(self._points)
-        ok, extra = self._task_success(self._points, m)
-        success = rf.reached(m) and ok
-        terms = rf.terms(m, action, success)
-        self._measured = {**m, **extra}  # the last valid measurement (a diverged step reports it)
-        info = dict(m)
+        ok, extra = self._task_success(self._points)
+        reward, info = self.reward_fn.step(self._points, action, task_success=ok)
         info.update(extra)
-        info.update(terms)
-        info["is_success"] = success
-        return terms["reward_tracking"] + terms["reward_progress"] + terms["reward_action"] + terms["reward_success"], info
+        # the last valid measurement: the observation's subgoal, and what a diverged step reports
+        self._measured = {k: v for k, v in info.items() if not k.startswith("reward_") and k != "is_success"}
+        return reward, info
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):

@@ -139,6 +139,6 @@ class OpenDoorEnv(ArticulatedEnv):
         info["door_angle"] = self.door_angle()
         return obs, info
 
-    def _task_success(self, points: np.ndarray, measured: Dict[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+    def _task_success(self, points: np.ndarray) -> Tuple[bool, Dict[str, Any]]:
         angle = self.door_angle()
         return angle >= self.angle_threshold, {"door_angle": angle}

@@ -140,6 +140,6 @@ class OpenDrawerEnv(ArticulatedEnv):
         info["extension"] = self.extension()
         return obs, info
 
-    def _task_success(self, points: np.ndarray, measured: Dict[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+    def _task_success(self, points: np.ndarray) -> Tuple[bool, Dict[str, Any]]:
         ext = self.extension()
         return ext >= self.open_fraction, {"extension": ext}

@@ -178,7 +178,7 @@ class PushTEnv(FlowEnv):
         info["coverage"] = self.coverage()
         return obs, info
 
-    def _task_success(self, points: np.ndarray, measured: Dict[str, Any]) -> Tuple[bool, Dict[str, Any]]:
+    def _task_success(self, points: np.ndarray) -> Tuple[bool, Dict[str, Any]]:
         cov = self.coverage()
         return cov >= self.coverage_threshold, {"coverage": cov}
 
