@@ -4,6 +4,7 @@ Entry point: ``python eval.py ...`` (top level) calls :func:`main`::
 
     python eval.py -f logs/sac/D2F-PushT-v0_1 --episodes 50 --video --json out.json
     python eval.py --env D2F-PushT-v0 --policy random
+    python eval.py --env D2F-PushT-v0 --planner mppi --horizon 10 --samples 64 --iterations 2
 
 A run is loaded with its own configuration: env id, env kwargs, env wrapper and
 observation-normalisation statistics; the model is ``best_model/`` if present,
@@ -38,7 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", type=str, default="model", choices=("model", "random"),
                    help="'model': the run's trained model (-f); 'random': uniform random actions")
     p.add_argument("--planner", type=str, default=None,
-                   help="zero-shot planner (e.g. mppi) instead of a learned policy; needs d2f_rl.planners")
+                   help="zero-shot sampling MPC on the flow cost instead of a learned policy: mppi or cem "
+                        "(d2f_rl.planners; needs --env or -f for the env, ignores --policy)")
+    p.add_argument("--horizon", type=int, default=10, help="--planner: control steps per rollout")
+    p.add_argument("--samples", type=int, default=64, help="--planner: rollouts per iteration")
+    p.add_argument("--iterations", type=int, default=2, help="--planner: optimisation rounds per control step")
+    p.add_argument("--planner-kwargs", type=str, nargs="+", action=StoreDict, default=None,
+                   help="--planner: more constructor arguments as key:value, e.g. noise:0.5 temperature:0.1 "
+                        "weights:dict(goal=1.0) (see d2f_rl/planners)")
     p.add_argument("--model", type=str, default="auto", choices=("auto", "best", "final", "latest"),
                    help="which saved model of the run: best_model/, final_model.zip or the newest checkpoint; "
                         "auto: the first that exists in that order")
@@ -188,6 +196,33 @@ def _json_safe(ep: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in ep.items() if k != "frames"}
 
 
+def _planner_policy(args, env):
+    """``(policy, info)``: the --planner as a policy timed per call; ``info["_timer"]()`` gives the timing."""
+    import time
+
+    from .planners import make_planner
+
+    kwargs = dict(args.planner_kwargs or {})
+    planner = make_planner(args.planner, env, horizon=args.horizon, samples=args.samples,
+                           iterations=args.iterations, seed=args.seed, **kwargs)
+    clock = {"seconds": 0.0, "steps": 0}
+
+    def act(obs):
+        t = time.perf_counter()
+        action = planner(obs)
+        clock["seconds"] += time.perf_counter() - t
+        clock["steps"] += 1
+        return action
+
+    def timer():
+        n = max(clock["steps"], 1)
+        return {"steps": clock["steps"], "seconds_per_step": clock["seconds"] / n}
+
+    info = {"name": args.planner, "horizon": args.horizon, "samples": args.samples, "iterations": args.iterations,
+            "kwargs": kwargs, "threads": planner.rollout.batch.nthread, "_timer": timer}
+    return act, info
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = build_parser().parse_args(argv)
@@ -196,7 +231,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.planner is not None:
         if not PLANNERS_AVAILABLE:
             raise SystemExit(f"--planner {args.planner}: not available yet (d2f_rl/planners does not exist)")
-        raise SystemExit("--planner: d2f_rl/planners exists but eval.py is not wired to it yet")
+        from .planners import PLANNERS
+
+        if args.planner not in PLANNERS:
+            raise SystemExit(f"--planner {args.planner!r}: choose from {sorted(PLANNERS)}")
+        args.policy = "planner"  # the planner replaces the policy; the env comes from --env or the run
 
     run_dir = Path(args.folder) if args.folder else None
     if args.policy == "model":
@@ -217,20 +256,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     else:
         env_id = args.env or (read_yaml(run_dir / "args.yml")["env"] if run_dir else None)
         if env_id is None:
-            raise SystemExit("--policy random needs --env <id> (or -f <run folder>)")
+            raise SystemExit(f"--{'planner' if args.planner else 'policy random'} needs --env <id> (or -f <run folder>)")
         env_kwargs = dict(read_yaml(run_dir / "config.yml").get("env_kwargs") or {}) if run_dir else {}
     env_kwargs = {**env_kwargs, **(args.env_kwargs or {})}
 
     env = make_env(env_id, env_kwargs, wrapper, render_mode="rgb_array" if args.video else None,
                    max_episode_steps=args.max_steps)
+    planner_info = None
     if args.policy == "model":
         policy = model_policy(model, normalizer, args.deterministic)
         label = f"{run_dir} ({model_path.relative_to(run_dir)})"
+    elif args.planner is not None:
+        policy, planner_info = _planner_policy(args, env)
+        label = (f"{args.planner} planner on {env_id} (horizon {args.horizon}, samples {args.samples}, "
+                 f"iterations {args.iterations})")
     else:
         policy = random_policy(env.action_space, args.seed)
         label = f"random policy on {env_id}"
 
-    out_dir = Path(args.out) if args.out else (run_dir / "eval" if run_dir else Path("eval_out") / f"{env_id}_{args.policy}")
+    out_dir = Path(args.out) if args.out else (run_dir / "eval" if run_dir else Path("eval_out") / f"{env_id}_{args.planner or args.policy}")
     out_dir.mkdir(parents=True, exist_ok=True)
     episodes = []
     for i in range(args.episodes):
@@ -243,12 +287,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     env.close()
 
     summary = summarize(episodes)
-    mode = ("deterministic" if args.deterministic else "stochastic") if args.policy == "model" else "uniform"
+    mode = {"model": "deterministic" if args.deterministic else "stochastic", "random": "uniform",
+            "planner": "sampling MPC"}[args.policy]
     print_table(summary, f"{env_id}: {label}, {mode}, {args.episodes} episodes from seed {args.seed}")
+    if planner_info is not None:
+        planner_info.update(planner_info.pop("_timer")())
+        summary["seconds_per_step"] = planner_info["seconds_per_step"]
+        print(f"planner: {planner_info['seconds_per_step'] * 1e3:.0f} ms per control step "
+              f"({planner_info['steps']} steps)")
     result = {
         "env": env_id, "env_kwargs": env_kwargs, "policy": args.policy,
         "run": str(run_dir) if run_dir else None, "model": str(model_path) if model_path else None,
         "deterministic": args.deterministic, "seed": args.seed, "summary": summary,
+        **({"planner": planner_info} if planner_info is not None else {}),
         "episodes": [_json_safe(e) for e in episodes],
     }
     if args.plots:
