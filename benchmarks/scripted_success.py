@@ -46,17 +46,11 @@ def make_controller(env):
 
 
 def episode(env, policy, seed):
-    obs, info = env.reset(seed=seed)
-    if hasattr(policy, "reset"):
-        policy.reset()
-    env.action_space.seed(seed)
-    ret = 0.0
-    while True:
-        action = policy(obs) if policy is not None else env.action_space.sample()
-        obs, r, term, trunc, info = env.step(action)
-        ret += float(r)
-        if term or trunc:
-            return ret, bool(info["is_success"]), float(info["final_error"])
+    """(return, success, final error) of one episode; ``policy=None``: seeded random actions."""
+    from d2f_envs.rollout import random_policy, run_episode
+
+    out = run_episode(env, policy if policy is not None else random_policy(env.action_space, seed), seed=seed)
+    return out["return"], out["is_success"], out["final_error"]
 
 
 def main(argv=None) -> None:

@@ -67,6 +67,7 @@ import numpy as np
 from flows import fit_rigid_transform
 
 from .tasks.push_t import T_BOXES
+from .rollout import run_episode  # noqa: F401  (the one episode loop; re-exported)
 
 __all__ = ["FlowFollowingPusher", "REACH", "run_episode"]
 
@@ -670,26 +671,3 @@ class FlowFollowingPusher:
         if errs[j] > float(self._costs(pose[None], target, is_final)[0]) - 2e-4:
             return None
         return self._action_to(cmds[j])
-
-
-def run_episode(env, ctrl: Optional[FlowFollowingPusher] = None, seed: Optional[int] = None,
-                max_steps: int = 1000) -> Dict[str, float]:
-    """Run one episode with the scripted controller; returns return, success, final error, coverage, steps."""
-    if ctrl is None:
-        ctrl = FlowFollowingPusher(env)
-    obs, info = env.reset(seed=seed)
-    ctrl.reset()
-    ret, steps = 0.0, 0
-    while True:
-        obs, r, term, trunc, info = env.step(ctrl(obs))
-        ret += float(r)
-        steps += 1
-        if term or trunc or steps >= max_steps:
-            break
-    return {
-        "return": ret,
-        "is_success": bool(info.get("is_success", False)),
-        "final_error": float(info.get("final_error", np.nan)),
-        "coverage": float(info.get("coverage", np.nan)),
-        "steps": steps,
-    }

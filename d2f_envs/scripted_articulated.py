@@ -35,12 +35,13 @@ Phases:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from flows import fit_rigid_transform
 from .tasks.articulated import ArticulatedEnv, yaw_of
+from .rollout import run_episode  # noqa: F401  (the one episode loop; re-exported)
 
 
 def _wrap(a: float) -> float:
@@ -129,17 +130,3 @@ class FlowFollowingGripper:
         goal = Xt[:3, :3] @ self._grasp_local + Xt[:3, 3]
         goal_yaw = yaw_of(Xt[:3, :3]) + self._grasp_yaw if "yaw" in self._dofs else yaw
         return self._action(goal, goal_yaw, 1.0)
-
-
-def run_episode(env: Any, ctrl: Any, seed: Optional[int] = None, max_steps: Optional[int] = None) -> Dict[str, Any]:
-    """One episode with ``ctrl`` (any callable obs -> action with ``reset()``); returns a summary."""
-    obs, info = env.reset(seed=seed)
-    ctrl.reset()
-    ret, steps = 0.0, 0
-    while max_steps is None or steps < max_steps:
-        obs, r, term, trunc, info = env.step(ctrl(obs))
-        ret += float(r)
-        steps += 1
-        if term or trunc:
-            break
-    return {"return": ret, "steps": steps, "is_success": bool(info["is_success"]), "info": info}

@@ -68,7 +68,7 @@ def test_scripted_controller_succeeds_and_beats_random(env_id, robot):
     for seed in SEEDS:
         out = run_episode(env, ctrl, seed=seed)
         assert out["is_success"], (seed, out["info"])
-        assert out["steps"] == env.spec.max_episode_steps  # no termination: the TimeLimit ends it
+        assert out["length"] == env.spec.max_episode_steps  # no termination: the TimeLimit ends it
         scripted.append(out["return"])
         r = run_episode(env, RandomPolicy(env, seed), seed=seed)
         assert not r["is_success"]

@@ -35,7 +35,7 @@ def test_scripted_pusher_succeeds_and_beats_random(robot):
     ctrl = FlowFollowingPusher(env)
     for seed in SEEDS:
         res = run_episode(env, ctrl, seed=seed)
-        assert res["steps"] == 80, res
+        assert res["length"] == 80, res
         assert res["is_success"], (seed, res)
         assert res["coverage"] >= 0.95 and res["final_error"] < 0.02, (seed, res)
 
