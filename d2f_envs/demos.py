@@ -25,6 +25,26 @@ def min_jerk(tau: np.ndarray) -> np.ndarray:
     return 10 * tau**3 - 15 * tau**4 + 6 * tau**5
 
 
+def min_jerk_path(goal: np.ndarray, fps: float, duration: float) -> np.ndarray:
+    """(T, k) joint positions from 0 to ``goal`` over ``duration`` seconds on a min-jerk profile."""
+    n = int(round(duration * fps)) + 1
+    return min_jerk(np.linspace(0.0, 1.0, n))[:, None] * np.asarray(goal, dtype=np.float64)
+
+
+def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.ndarray) -> np.ndarray:
+    """World positions (T, N, 3) of ``local`` points fixed on ``body`` while ``qpos[qadr]`` follows ``path``.
+
+    The object is driven kinematically (as if by an unseen hand): no robot, no dynamics.
+    """
+    pts = np.empty((len(path), len(local), 3), dtype=np.float32)
+    for t, q in enumerate(path):
+        data.qpos[qadr] = q
+        mujoco.mj_kinematics(model, data)
+        R = data.xmat[body].reshape(3, 3)
+        pts[t] = local @ R.T + data.xpos[body]
+    return pts
+
+
 def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01) -> ObjectFlow:
     """The T-block slides and turns from the origin to (0.10, 0.08) m, +0.6 rad.
 
@@ -39,14 +59,7 @@ def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01)
     qadr = [model.joint(j).qposadr[0] for j in ("tblock_x", "tblock_y", "tblock_yaw")]
     local = np.concatenate([t_block_grid(spacing), np.full((len(t_block_grid(spacing)), 1), T_HALF_HEIGHT)], axis=1)
     goal = np.array([0.10, 0.08, 0.6])
-    n = int(round(duration * fps)) + 1
-    s = min_jerk(np.linspace(0.0, 1.0, n))
-    pts = np.empty((n, len(local), 3), dtype=np.float32)
-    for t in range(n):
-        data.qpos[qadr] = s[t] * goal
-        mujoco.mj_kinematics(model, data)
-        R = data.xmat[body].reshape(3, 3)
-        pts[t] = local @ R.T + data.xpos[body]
+    pts = record_kinematic(model, data, body, local, qadr, min_jerk_path(goal, fps, duration))
     return ObjectFlow(
         points=pts,
         visible=np.ones(pts.shape[:2], dtype=bool),
@@ -80,14 +93,7 @@ def _joint_demo(
     world0 = link_surface_points(model, data, body, geoms, np.asarray(view_dir), spacing)
     R0, p0 = data.xmat[bid].reshape(3, 3).copy(), data.xpos[bid].copy()
     local = (world0 - p0) @ R0
-    n = int(round(duration * fps)) + 1
-    s = min_jerk(np.linspace(0.0, 1.0, n))
-    pts = np.empty((n, len(local), 3), dtype=np.float32)
-    for t in range(n):
-        data.qpos[qadr] = s[t] * opening
-        mujoco.mj_kinematics(model, data)
-        R = data.xmat[bid].reshape(3, 3)
-        pts[t] = local @ R.T + data.xpos[bid]
+    pts = record_kinematic(model, data, bid, local, [qadr], min_jerk_path(np.array([opening]), fps, duration))
     return ObjectFlow(
         points=pts,
         visible=np.ones(pts.shape[:2], dtype=bool),
