@@ -66,7 +66,6 @@ def test_cost_matches_env_tracking_error():
     r = planner.rollout.rollout(actions)
     errs = planner.cost.frame_errors(r.points)
     replay = copy.deepcopy(env)
-    u = replay.unwrapped
     for h in range(6):
         _, _, _, _, info = replay.step(actions[0, h])
         assert errs[0, h, info["subgoal_index"]] == pytest.approx(info["tracking_error"], abs=1e-12)
@@ -74,7 +73,6 @@ def test_cost_matches_env_tracking_error():
     cost, parts = planner.cost(r, actions, details=True)
     assert cost.shape == (2,) and set(parts) >= {"tracking", "final", "tool", "action", "smoothness"}
     assert parts["final"][0] == pytest.approx(info["final_error"], abs=1e-12)
-    del u
 
 
 @pytest.mark.parametrize("name", sorted(PLANNERS))

@@ -34,7 +34,7 @@ No torch here: the planners are usable wherever ``d2f_envs`` is.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import mujoco
