@@ -161,6 +161,12 @@ class FlowTrackingReward:
         self._tmax = max(flow.num_frames - 1, 1)
 
     @property
+    def visibility_weights(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(vis, count)``: per-point weights (T, N) in {0, 1} and visible points per frame (T,),
+        the weights of every mean distance this reward computes (for planners that batch it)."""
+        return self._vis, self._nvis
+
+    @property
     def num_frames(self) -> int:
         return self.flow.num_frames
 

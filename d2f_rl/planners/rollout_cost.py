@@ -236,8 +236,7 @@ class FlowCost:
         """(K, H, T): mean visible-point distance of each sample's points to every flow frame."""
         rf = self.env.reward_fn
         target = rf.target  # (T, N, 3)
-        vis = rf._vis  # (T, N)
-        nvis = rf._nvis  # (T,)
+        vis, nvis = rf.visibility_weights  # (T, N), (T,)
         K, H = points.shape[:2]
         out = np.empty((K, H, target.shape[0]))
         for h in range(H):
