@@ -12,8 +12,6 @@ from d2f_envs.robots import make_robot
 from d2f_envs.robots.controller import EndEffectorController
 from d2f_envs.tasks.push_t import PushTEnv
 
-HAS_ROBOSUITE = importlib.util.find_spec("robosuite") is not None
-needs_robosuite = pytest.mark.skipif(not HAS_ROBOSUITE, reason="the Panda model ships with robosuite")
 
 
 def free_space_push_t(robot_name):
@@ -56,7 +54,6 @@ def run_square(robot_name):
     return np.array(errors), np.array(heights), np.array(tool_z)
 
 
-@needs_robosuite
 def test_panda_tracks_square_in_free_space():
     errors, heights, tool_z = run_square("panda")
     moving, holding = errors[:16], errors[16:]
@@ -77,8 +74,6 @@ def test_pusher_tracks_square():
 
 @pytest.fixture(scope="module")
 def panda_env():
-    if not HAS_ROBOSUITE:
-        pytest.skip("the Panda model ships with robosuite")
     env = gym.make("D2F-PushT-v0", robot="panda")
     yield env
     env.close()
@@ -127,7 +122,6 @@ def test_tcp_stays_in_workspace(robot_name, request):
             assert np.all(tcp >= lo - 0.01) and np.all(tcp <= hi + 0.01), f"TCP {tcp} left the workspace box"
 
 
-@needs_robosuite
 def test_panda_pushes_t_block_at_constant_height(panda_env):
     env = panda_env.unwrapped
     env.reset(seed=0)
@@ -207,7 +201,6 @@ def free_space_door(robot_name, box_mass=None):
     return robot, model, data, controller
 
 
-@needs_robosuite
 @pytest.mark.parametrize("robot_name", GRIPPER_ARMS)
 def test_arm_with_gripper_tracks_square_and_yaw(robot_name):
     robot, model, data, controller = free_space_door(robot_name)
@@ -239,7 +232,6 @@ def test_arm_with_gripper_tracks_square_and_yaw(robot_name):
     np.testing.assert_allclose(p[2 * robot.n_arm:2 * robot.n_arm + 3], robot.tcp_pos(data))
 
 
-@needs_robosuite
 @pytest.mark.parametrize("robot_name", ["panda_gripper"])
 def test_arm_gripper_lifts_a_100g_box(robot_name):
     # (Spot's arm lets a 100 g box creep out of the fingers during a lift: MuJoCo's soft contacts on
@@ -272,8 +264,7 @@ def test_arm_gripper_lifts_a_100g_box(robot_name):
 def test_robosuite_robots_without_robosuite_are_a_clear_import_error(robot_name, monkeypatch):
     from d2f_envs.robots import ROBOTS
 
-    if robot_name not in ROBOTS:
-        pytest.skip(f"{robot_name} is not registered")
+    assert robot_name in ROBOTS
     real_find_spec = importlib.util.find_spec
 
     def find_spec_without_robosuite(name, *args, **kwargs):
