@@ -1,0 +1,81 @@
+"""Train with the tuned YAML configs and evaluate: the README's learning-results table.
+
+    python benchmarks/train_results.py                                   # the default rows below
+    python benchmarks/train_results.py --rows ppo:D2F-PushT-v0:pusher:1000000 --episodes 50
+
+Each row runs ``train.py`` (flow reward only) then ``eval.py`` on the run's best model over
+``--episodes`` episodes (seeds 1000..), and records env steps, wall time on this machine, success
+rate and final tracking error, with the exact commands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripted_success import machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROWS = ["ppo:D2F-PushT-v0:pusher:1000000"]
+
+
+def run(cmd, cwd):
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="algo:env:robot:steps")
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--logs", default=None, help="log folder (default: a temporary one)")
+    ap.add_argument("--out", default="benchmarks/results/train_results.json")
+    args = ap.parse_args(argv)
+    logs = Path(args.logs or tempfile.mkdtemp(prefix="d2f_train_results_"))
+    rows = []
+    for spec in args.rows:
+        algo, env_id, robot, steps = spec.split(":")
+        train_cmd = [sys.executable, "train.py", "--algo", algo, "--env", env_id, "--env-kwargs", f'robot:"{robot}"',
+                     "-n", steps, "--seed", str(args.seed), "-f", str(logs), "--eval-freq", "50000",
+                     "--eval-episodes", "20", "--no-progress"]
+        t0 = time.perf_counter()
+        run(train_cmd, REPO)
+        wall = time.perf_counter() - t0
+        run_dir = sorted((logs / algo).glob(f"{env_id}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))[-1]
+        out_json = run_dir / "benchmark_eval.json"
+        eval_cmd = [sys.executable, "eval.py", "-f", str(run_dir), "--episodes", str(args.episodes), "--seed", "1000",
+                    "--json", str(out_json), "--no-plots"]
+        run(eval_cmd, REPO)
+        summary = json.loads(out_json.read_text())["summary"]
+        rows.append({
+            "algo": algo, "env": env_id, "robot": robot, "env_steps": int(steps), "wall_time_s": wall,
+            "episodes": args.episodes, "success_rate": summary["success_rate"],
+            "mean_final_error_m": summary["mean_final_error"],
+            "train_command": "python " + " ".join(shlex.quote(c) for c in train_cmd[1:]).replace(str(logs), "logs"),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    lines = [
+        f"Machine: {machine()}. `python benchmarks/train_results.py --rows {' '.join(args.rows)} --episodes {args.episodes}`",
+        "",
+        "| algo | env | robot | env steps | wall time | success (eval episodes) | mean final error |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min | "
+                     f"{100 * r['success_rate']:.0f} % ({r['episodes']}) | {100 * r['mean_final_error_m']:.2f} cm |")
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
