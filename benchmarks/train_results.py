@@ -61,8 +61,13 @@ def main(argv=None) -> None:
             "train_command": "python " + " ".join(shlex.quote(c) for c in train_cmd[1:]).replace(str(logs), "logs"),
         })
         print(json.dumps(rows[-1]), flush=True)
+    out = REPO / args.out
+    if out.is_file():  # keep the rows of earlier runs that this one did not redo
+        redone = {(r["algo"], r["env"], r["robot"]) for r in rows}
+        kept = [r for r in json.loads(out.read_text())["rows"] if (r["algo"], r["env"], r["robot"]) not in redone]
+        rows = kept + rows
     lines = [
-        f"Machine: {machine()}. `python benchmarks/train_results.py --rows {' '.join(args.rows)} --episodes {args.episodes}`",
+        f"Machine: {machine()}. Each row: `python benchmarks/train_results.py --rows ALGO:ENV:ROBOT:STEPS --episodes {args.episodes}`",
         "",
         "| algo | env | robot | env steps | wall time | success (eval episodes) | mean final error |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -70,7 +75,6 @@ def main(argv=None) -> None:
     for r in rows:
         lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min | "
                      f"{100 * r['success_rate']:.0f} % ({r['episodes']}) | {100 * r['mean_final_error_m']:.2f} cm |")
-    out = REPO / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
