@@ -9,7 +9,6 @@ of the env's own MuJoCo model (mujoco.batch) and executes the first action of th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scripted_success import machine  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -70,11 +69,7 @@ def main(argv=None) -> None:
     for r in rows:
         lines.append(f"| {r['env']} | {r['robot']} | {r['planner']} | {100 * r['success_rate']:.0f} % | "
                      f"{100 * r['median_final_error_m']:.2f} cm | {r['mean_coverage']:.3f} | {r['seconds_per_step']:.2f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(Path(args.out), rows, lines)
 
 
 if __name__ == "__main__":

@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import mujoco
-
-    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, mujoco {mujoco.__version__}, numpy {np.__version__}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_results  # noqa: E402
 
 
 def make_controller(env):
@@ -96,11 +84,7 @@ def main(argv=None) -> None:
             f"| {r['env']} | {r['robot']} | {100 * r['scripted_success']:.0f} % | {r['scripted_return']:.1f} | "
             f"{100 * r['scripted_final_error_m']:.2f} cm | {100 * r['random_success']:.0f} % | {r['random_return']:.1f} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(Path(args.out), rows, lines)
 
 
 if __name__ == "__main__":

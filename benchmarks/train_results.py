@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scripted_success import machine  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = ["ppo:D2F-PushT-v0:pusher:1000000"]
@@ -75,10 +75,7 @@ def main(argv=None) -> None:
     for r in rows:
         lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min | "
                      f"{100 * r['success_rate']:.0f} % ({r['episodes']}) | {100 * r['mean_final_error_m']:.2f} cm |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, rows, lines)
 
 
 if __name__ == "__main__":
