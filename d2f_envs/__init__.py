@@ -33,6 +33,7 @@ def register_envs() -> None:
 
 register_envs()
 
-from .reward import FlowTrackingReward, RewardScales, RigidBinding  # noqa: E402
+from .bindings import RigidBinding  # noqa: E402
+from .reward import FlowTrackingReward, RewardScales  # noqa: E402
 
 __all__ = ["ENV_IDS", "FlowTrackingReward", "RewardScales", "RigidBinding", "register_envs"]

@@ -4,7 +4,7 @@ A task subclasses :class:`FlowEnv` and fills in a few fixed override points
 (Gymnasium MuJoCo style):
 
 * ``_build_scene()``: the task's scene as an ``MjSpec`` (the base attaches the robot);
-* ``_make_binding()``: the :class:`~d2f_envs.reward.PointBinding` of the task's object class;
+* ``_make_binding()``: the :class:`~d2f_envs.bindings.PointBinding` of the task's object class;
 * ``_set_nominal_state()``: the object's state the flow starts from (no randomness);
 * ``reset_model()``: randomise the start with ``self.np_random``;
 * ``_task_success(points)``: the task's own success criterion and extra ``info`` entries.
@@ -25,7 +25,8 @@ import numpy as np
 from gymnasium import spaces
 
 from flows import FlowFormatError, ObjectFlow, farthest_point_sampling, shipped_flow
-from .reward import FlowTrackingReward, PointBinding, RewardScales
+from .bindings import PointBinding
+from .reward import FlowTrackingReward, RewardScales
 from .robots import make_robot
 from .robots.controller import ControllerConfig, EndEffectorController
 

@@ -1,73 +1,20 @@
-"""The one flow-tracking reward of dream2flow-gym, and how flow points bind to simulated objects.
+"""The one flow-tracking reward of dream2flow-gym.
 
-A *binding* answers one question for the reward: where are the N tracked points
-of the object now? It is made once per env from the flow's frame 0 and the
-task's nominal start state (correspondence), then queried every step:
-
-* :class:`RigidBinding`: points fixed in one body's frame (rigid objects, and
-  the moving link of articulated objects).
-
-:class:`FlowTrackingReward` compares the bound points with a time-aligned
-subgoal frame of the flow and returns named reward terms.
+:class:`FlowTrackingReward` compares the object's current points (from the
+task's binding, :mod:`d2f_envs.bindings`, one per object class) with a
+time-aligned subgoal frame of the flow and returns named reward terms.
 """
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-import mujoco
 import numpy as np
 
 from flows import ObjectFlow, fit_rigid_transform
 
-
-# --------------------------------------------------------------------------- bindings
-class PointBinding(ABC):
-    """Maps simulator state to the current world positions of the flow's N points."""
-
-    @abstractmethod
-    def bind(self, model: mujoco.MjModel, data: mujoco.MjData, points0: np.ndarray) -> None:
-        """Attach ``points0`` (N, 3), the flow's frame 0, to the object as it is in ``data``."""
-
-    @abstractmethod
-    def points(self, data: mujoco.MjData) -> np.ndarray:
-        """Current (N, 3) positions of the bound points, float64, world frame."""
-
-
-class RigidBinding(PointBinding):
-    """Points fixed in the frame of body ``body`` (a rigid object or an articulated link)."""
-
-    def __init__(self, body: str):
-        self.body = body
-        self._id = -1
-        self._local = np.zeros((0, 3))
-
-    def bind(self, model, data, points0):
-        self._id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, self.body)
-        if self._id < 0:
-            raise ValueError(f"RigidBinding: no body named {self.body!r} in the model")
-        R = data.xmat[self._id].reshape(3, 3)
-        # world = R @ local + p  ->  local = R^T (world - p), written row-wise
-        self._local = (np.asarray(points0, dtype=np.float64) - data.xpos[self._id]) @ R
-
-    def points(self, data):
-        i = self._id
-        out = self._local @ data.xmat[i].reshape(3, 3).T
-        out += data.xpos[i]
-        return out
-
-    def pose(self, data) -> np.ndarray:
-        """The bound body's 4x4 world pose."""
-        X = np.eye(4)
-        X[:3, :3] = data.xmat[self._id].reshape(3, 3)
-        X[:3, 3] = data.xpos[self._id]
-        return X
-
-    @property
-    def local_points(self) -> np.ndarray:
-        return self._local
+from .bindings import PointBinding, RigidBinding  # noqa: F401  re-exported: d2f_envs.reward.RigidBinding
 
 
 # --------------------------------------------------------------------------- reward

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..assets import load_asset
 from ..base import FlowEnv
-from ..reward import RigidBinding
+from ..bindings import RigidBinding
 
 
 def yaw_of(R: np.ndarray) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 from flows import fit_rigid_transform
 from ..assets import load_asset
 from ..base import FlowEnv
-from ..reward import RigidBinding
+from ..bindings import RigidBinding
 
 # T geometry in the block's frame (metres): (x_center, y_center, half_x, half_y) per box
 T_BOXES = np.array([

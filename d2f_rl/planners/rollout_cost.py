@@ -41,7 +41,7 @@ import mujoco
 import numpy as np
 from mujoco.batch import Batch
 
-from d2f_envs.reward import RigidBinding
+from d2f_envs.bindings import RigidBinding
 
 #: the ``mjSTATE_INTEGRATION`` components, by MjData field name (a Batch's rows hold exactly these)
 _STATE_BITS = (
