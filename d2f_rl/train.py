@@ -13,6 +13,7 @@ A run lives in ``<log-folder>/<algo>/<env_id>_<n>`` (a new ``n`` every run)::
     best_model/   model.zip + vecnormalize.pkl of the best evaluation
     evaluations.csv / .npz   periodic evaluation (success rate, final/tracking error)
     final_model.zip, vecnormalize.pkl   at the end of training
+    <env_id>.zip, best_model.zip, <env_id>/   rl-zoo's layout (links), so ``rl_zoo3.enjoy`` plays the run
 """
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
         save_checkpoint,
     )
     from .rollout import import_env_packages, make_env
+    from .zoo_layout import write_zoo_layout
 
     algo_cls = {"sac": SAC, "ppo": PPO}[args.algo]
     if args.num_threads > 0:
@@ -234,6 +236,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
         if model.get_vec_normalize_env() is not None:
             with atomic_file(run_dir / "vecnormalize.pkl") as tmp:
                 model.get_vec_normalize_env().save(str(tmp))
+        write_zoo_layout(run_dir, args.env, hyperparams, read_yaml(run_dir / "args.yml"))  # rl_zoo3.enjoy reads it
         env.close()
     print(f"trained to {model.num_timesteps} steps in {elapsed:.0f}s; saved {run_dir / 'final_model.zip'}")
     return run_dir

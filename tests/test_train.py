@@ -228,3 +228,15 @@ def test_rl_zoo3_reads_our_hyperparams(tmp_path):
         "--seed", "0", "-params", "learning_starts:50", "batch_size:32", "n_envs:1", "buffer_size:5000",
         "policy_kwargs:dict(net_arch=[16, 16])", "--num-threads", "1")
     assert (tmp_path / "sac" / f"{ENV}_1" / f"{ENV}.zip").is_file()
+
+
+def test_rl_zoo3_enjoy_plays_our_run(sac_run):
+    # rl-zoo's layout is written next to ours (links to the same files)
+    assert (sac_run / f"{ENV}.zip").samefile(sac_run / "final_model.zip") or \
+        (sac_run / f"{ENV}.zip").read_bytes() == (sac_run / "final_model.zip").read_bytes()
+    for name in ("config.yml", "args.yml", "vecnormalize.pkl"):
+        assert (sac_run / ENV / name).is_file(), name
+    proc = run("-m", "rl_zoo3.enjoy", "--algo", "sac", "--env", ENV, "-f", str(sac_run.parents[1]), "--exp-id", "1",
+               "--gym-packages", "d2f_envs", "-n", "80", "--no-render", "--deterministic", "--load-best")
+    assert "Loading running average" in proc.stdout  # our VecNormalize statistics were found
+    assert "Episode Length 80" in proc.stdout  # one full episode of the registered TimeLimit
