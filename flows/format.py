@@ -134,6 +134,14 @@ class ObjectFlow:
         if not np.all(np.isfinite(pts)):
             bad = np.argwhere(~np.isfinite(pts))[0]
             raise FlowFormatError(where, "points", f"contains NaN or inf (first at frame {bad[0]}, point {bad[1]})")
+        with np.errstate(over="ignore"):  # points are stored as float32: a larger value would become inf
+            pts32 = np.array(pts, dtype=np.float32, order="C")
+        if not np.all(np.isfinite(pts32)):
+            bad = np.argwhere(~np.isfinite(pts32))[0]
+            raise FlowFormatError(
+                where, "points",
+                f"value {pts[tuple(bad)]!r} beyond float32's range (first at frame {bad[0]}, point {bad[1]})",
+            )
         vis = _as_array(self.visible, "visible", where)
         if vis.dtype != np.bool_:
             raise FlowFormatError(where, "visible", f"expected a bool array, got dtype {vis.dtype}")
@@ -159,8 +167,7 @@ class ObjectFlow:
             raise FlowFormatError(where, "extra", f"expected a JSON object (dict), got {type(self.extra).__name__}")
         K = _check_matrix(self.intrinsics, "intrinsics", (3, 3), where)
         E = _check_matrix(self.extrinsics, "extrinsics", (4, 4), where)
-        # always copies: the flow never shares (or freezes) the caller's arrays
-        pts = np.array(pts, dtype=np.float32, order="C")
+        pts = pts32  # np.array copied it: the flow never shares (or freezes) the caller's arrays
         vis = np.array(vis, dtype=np.bool_, order="C")
         pts.flags.writeable = False
         vis.flags.writeable = False
@@ -279,7 +286,9 @@ class ObjectFlow:
                 names = list(npz.files)
                 unknown = sorted(set(names) - set(_NPZ_KEYS))
                 if unknown:
-                    raise FlowFormatError(where, unknown[0], f"unknown array in the file (expected only {list(_NPZ_KEYS)})")
+                    # a damaged archive can name a member "" : the field is then the file itself
+                    raise FlowFormatError(where, unknown[0] or "<file>",
+                                          f"unknown array {unknown[0]!r} in the file (expected only {list(_NPZ_KEYS)})")
                 for key in names:
                     arrays[key] = npz[key]
         except FlowFormatError:
@@ -298,6 +307,8 @@ class ObjectFlow:
             meta = json.loads(str(raw_meta))
         except json.JSONDecodeError as exc:
             raise FlowFormatError(where, "meta", f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise FlowFormatError(where, "meta", "JSON nested too deeply to read") from None
         if not isinstance(meta, dict):
             raise FlowFormatError(where, "meta", f"expected a JSON object, got {type(meta).__name__}")
         if "format_version" not in meta:

@@ -537,3 +537,51 @@ def test_shipped_flow_unknown_env():
         shipped_flow("D2F-Nope-v0")
     msg = str(info.value)
     assert "D2F-Nope-v0" in msg and "D2F-PushT-v0" in msg
+
+
+# --------------------------------------------------------------------------- fuzzing (flows/fuzz.py)
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fuzzed_files_are_refused_with_file_and_field(tmp_path_factory, seed):
+    from flows.fuzz import check_case, make_case
+
+    case = make_case(tmp_path_factory.mktemp("fz") / "f.npz", seed)
+    outcome, detail = check_case(case)
+    assert outcome != "mishandled", f"seed {seed}, {case.mutation}: {case.detail} -> {detail}"
+
+
+@pytest.mark.parametrize("mutation", ["array", "meta", "bytes", "npy-not-npz", "pickled-object-array", "extra-array"])
+def test_every_fuzz_mutation_is_exercised(tmp_path, mutation):
+    from flows.fuzz import check_case, make_case
+
+    outcomes = {check_case(make_case(tmp_path / f"{mutation}_{s}.npz", s, mutation))[0] for s in range(20)}
+    assert "error" in outcomes and "mishandled" not in outcomes
+
+
+def test_points_beyond_float32_are_refused_not_turned_into_inf(tmp_path):
+    pts = np.zeros((T, N, 3))
+    pts[1, 2, 0] = 1e39  # finite in float64, inf in float32 (the stored dtype)
+    with pytest.raises(FlowFormatError, match="beyond float32") as info:
+        ObjectFlow(**good_kwargs(points=pts))
+    assert info.value.field == "points"
+
+
+def test_deeply_nested_meta_is_a_format_error(tmp_path):
+    flow = ObjectFlow(**good_kwargs())
+    path = flow.save(tmp_path / "f.npz")
+    meta = json.dumps(flow.meta()).replace('"extra": {}', '"extra": {"x": ' + "[" * 100000 + "]" * 100000 + "}")
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["meta"] = np.array(meta)
+    np.savez(path, **arrays)
+    with pytest.raises(FlowFormatError, match="nested too deeply") as info:
+        ObjectFlow.load(path)
+    assert info.value.field == "meta" and info.value.path == str(path)
+
+
+@pytest.mark.parametrize("seed", [5920, 13975])  # found by benchmarks/fuzz_flows.py: a zip member named ""
+def test_fuzz_regressions(tmp_path, seed):
+    from flows.fuzz import check_case, make_case
+
+    outcome, detail = check_case(make_case(tmp_path / "f.npz", seed))
+    assert outcome == "error", detail
