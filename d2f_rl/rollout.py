@@ -22,6 +22,30 @@ def import_env_packages(packages: Sequence[str] = ()) -> None:
         importlib.import_module(name)
 
 
+def check_env_args(env_id: str, env_kwargs: Optional[Dict[str, Any]] = None) -> None:
+    """Fail early, in one line, on a wrong env id or env kwargs (before any run folder is made).
+
+    Builds the env once: an unknown id suggests the close matches; a bad kwarg, a missing
+    or malformed flow file gives the env's own error (it names the argument or file).
+    """
+    import difflib
+
+    from gymnasium.envs.registration import registry
+
+    from flows import FlowFormatError
+
+    if env_id not in registry:
+        close = difflib.get_close_matches(env_id, list(registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        import d2f_envs
+
+        raise SystemExit(f"unknown env id {env_id!r}{hint} (dream2flow-gym ids: {', '.join(d2f_envs.ENV_IDS)})")
+    try:
+        gym.make(env_id, **dict(env_kwargs or {})).close()
+    except (TypeError, ValueError, KeyError, FileNotFoundError, FlowFormatError) as exc:
+        raise SystemExit(f"{env_id} with env kwargs {dict(env_kwargs or {})}: {exc}") from None
+
+
 def make_env(
     env_id: str,
     env_kwargs: Optional[Dict[str, Any]] = None,

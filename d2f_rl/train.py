@@ -111,6 +111,13 @@ def main(argv: Optional[List[str]] = None) -> Path:
     """Train; returns the run folder."""
     args = build_parser().parse_args(argv)
     cmd = command_line(argv)
+    from .rollout import check_env_args, import_env_packages, make_env
+
+    if not args.resume:  # a typo in --env / --env-kwargs fails at once, before torch loads or a run folder exists
+        import_env_packages(args.gym_packages)
+        env_kwargs = {**(read_hyperparams(args.algo, args.env, args.conf_file, quiet=True).get("env_kwargs") or {}),
+                      **(args.env_kwargs or {})}
+        check_env_args(args.env, env_kwargs)
 
     import torch
     from stable_baselines3 import PPO, SAC
@@ -123,7 +130,6 @@ def main(argv: Optional[List[str]] = None) -> Path:
         REPLAY_FILE, VECNORM_FILE, AtomicCheckpointCallback, FlowEvalCallback, latest_checkpoint, load_replay_buffer,
         save_checkpoint,
     )
-    from .rollout import import_env_packages, make_env
     from .zoo_layout import write_zoo_layout
 
     algo_cls = {"sac": SAC, "ppo": PPO}[args.algo]

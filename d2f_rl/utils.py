@@ -58,7 +58,7 @@ def default_conf_file(algo: str) -> Path:
     return HYPERPARAMS_DIR / f"{algo}.yml"
 
 
-def read_hyperparams(algo: str, env_id: str, conf_file: Optional[PathLike] = None) -> Dict[str, Any]:
+def read_hyperparams(algo: str, env_id: str, conf_file: Optional[PathLike] = None, quiet: bool = False) -> Dict[str, Any]:
     """The (unprocessed) hyperparameters for ``env_id`` from a YAML file keyed by env id.
 
     Falls back to the file's ``default`` entry, like rl-zoo.
@@ -69,7 +69,8 @@ def read_hyperparams(algo: str, env_id: str, conf_file: Optional[PathLike] = Non
     if env_id in table:
         hp = table[env_id]
     elif "default" in table:
-        print(f"No hyperparameters for {env_id} in {path}: using its 'default' entry")
+        if not quiet:
+            print(f"No hyperparameters for {env_id} in {path}: using its 'default' entry")
         hp = table["default"]
     else:
         raise ValueError(f"hyperparameters for {algo} on {env_id} not found in {path}")

@@ -240,3 +240,15 @@ def test_rl_zoo3_enjoy_plays_our_run(sac_run):
                "--gym-packages", "d2f_envs", "-n", "80", "--no-render", "--deterministic", "--load-best")
     assert "Loading running average" in proc.stdout  # our VecNormalize statistics were found
     assert "Episode Length 80" in proc.stdout  # one full episode of the registered TimeLimit
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--env", "D2F-PushT-v1"], "did you mean 'D2F-PushT-v0'"),
+    (["--env-kwargs", "robt:'panda'"], "did you mean 'robot'"),
+    (["--env-kwargs", "flow:'/no/such/flow.npz'"], "/no/such/flow.npz"),
+])
+def test_train_cli_errors_are_one_line_and_make_no_run_folder(tmp_path, flags, expected):
+    proc = run("train.py", "-n", "10", "-f", str(tmp_path / "logs"), *COMMON, *flags, check=False)
+    assert proc.returncode != 0 and expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "logs").exists()
