@@ -265,7 +265,7 @@ class PickPlaceEnv(FlowEnv):
         centre = self.data.xpos[self._loaf]
         bowl = self.data.mocap_pos[self._bowl_mocap]
         radial = float(np.hypot(centre[0] - bowl[0], centre[1] - bowl[1]))
-        in_bowl = radial < BOWL_INNER_RADIUS and self.loaf_bottom() < bowl[2] + BOWL_RIM_HEIGHT
+        in_bowl = radial < BOWL_INNER_RADIUS and self.loaf_bottom() < float(bowl[2]) + BOWL_RIM_HEIGHT
         released = not self.touches_robot()
         speed = self.loaf_speed()
         ok = in_bowl and released and speed < self.rest_speed
