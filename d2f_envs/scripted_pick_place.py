@@ -24,7 +24,10 @@ Phases:
    loaf's frame;
 4. **follow**: the loaf's target pose is the rigid fit of its bound points on
    the flow's subgoal frame, and the TCP goes where the grasp is on the loaf
-   in that pose (the articulated controller's rule);
+   in that pose (the articulated controller's rule); the subgoal is
+   ``lookahead`` frames past ``t*`` and at least ``min_lead`` (2 cm) ahead of
+   the loaf, so the few millimetres a soft grasp gives while lifting cannot
+   stall it where the flow moves slowly;
 5. **release**: once the loaf has reached the flow's last frame (``t*`` at the
    end and within ``release_tol`` of it), the fingers open for a few steps;
 6. **retreat**: the open gripper rises ``retreat_height`` and waits there.
