@@ -156,7 +156,9 @@ def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
     """
     from .assets import load_asset
     from .tasks.articulated import link_surface_points
-    from .tasks.pick_place import BOWL_FLOOR_TOP, BOWL_RIM_HEIGHT, LOAF_FLOW_GEOMS, LOAF_HALF_HEIGHT, LOAF_VIEW_DIR, yaw_quat
+    from .tasks.pick_place import (
+        BOWL_FLOOR_TOP, BOWL_RIM_HEIGHT, LOAF_FLOW_GEOMS, LOAF_HALF_HEIGHT, LOAF_VIEW_DIR, yaw_quat,
+    )
 
     model = load_asset("pick_place.xml").compile()
     data = mujoco.MjData(model)

@@ -204,18 +204,19 @@ def test_loaf_held_in_or_above_the_bowl_is_not_a_success(make):
 
 # --------------------------------------------------------------------------- documented spaces per robot
 def test_docstring_proprio_sizes_and_limits_match_each_robot(make):
-    doc = inspect.getdoc(PickPlaceEnv)
-    robots = re.search(r"^## Robots.*?``proprio``\s+follows the robot \(``robot.proprio_dim``: (\d+), (\d+) and (\d+)", doc, re.S | re.M)
-    assert robots, "no 'robot.proprio_dim: a, b and c' in the Robots section"
-    for robot, size in zip(ROBOTS, map(int, robots.groups())):
+    doc = " ".join(inspect.getdoc(PickPlaceEnv).split())  # one line: the patterns ignore wrapping
+    sizes = re.search(r"``proprio`` follows the robot \(``robot.proprio_dim``: (\d+), (\d+) and (\d+) values\)", doc)
+    assert sizes, "no 'robot.proprio_dim: a, b and c' in the Robots section"
+    for robot, size in zip(ROBOTS, map(int, sizes.groups())):
         env = make(robot=robot)
-        u = env.unwrapped
-        assert u.robot.proprio_dim == size, robot
+        assert env.unwrapped.robot.proprio_dim == size, robot
         assert env.observation_space.shape == (size + 76,), robot
-    assert f"truncation after {d2f_envs.ENV_IDS[ENV_ID][1]} steps" in " ".join(doc.split())
-    assert "+-2 cm, +-0.2 rad loaf; +-1 cm bowl; +-3 cm TCP" in doc
-    assert (PickPlaceEnv.loaf_xy_noise, PickPlaceEnv.loaf_yaw_noise, PickPlaceEnv.bowl_xy_noise, PickPlaceEnv.tcp_noise) == (
-        0.02, 0.2, 0.01, 0.03)
+    cls = PickPlaceEnv
+    assert f"truncation after {d2f_envs.ENV_IDS[ENV_ID][1]} steps" in doc
+    noise = (100 * cls.loaf_xy_noise, cls.loaf_yaw_noise, 100 * cls.bowl_xy_noise, 100 * cls.tcp_noise)
+    assert "x (+-{:g} cm, +-{:g} rad loaf; +-{:g} cm bowl; +-{:g} cm TCP)".format(*noise) in doc
+    assert f"within the bowl's {100 * BOWL_INNER_RADIUS:g} cm inner radius" in doc
+    assert f"``info[\"loaf_speed\"]`` (m/s, its centre's linear speed) < {cls.rest_speed:g}" in doc
 
 
 # --------------------------------------------------------------------------- scripted vs random

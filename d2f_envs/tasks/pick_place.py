@@ -9,7 +9,7 @@ import numpy as np
 from ..assets import load_asset
 from ..base import FlowEnv
 from ..bindings import RigidBinding
-from .articulated import link_surface_points, yaw_of
+from .articulated import yaw_of
 
 #: the loaf's geoms whose visible surfaces carry the flow's points, and the direction a camera
 #: looks along, in the loaf's frame (x across the loaf, away from the robot; y along it, towards
