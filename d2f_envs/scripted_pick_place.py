@@ -28,8 +28,9 @@ Phases:
    ``lookahead`` frames past ``t*`` and at least ``min_lead`` (2 cm) ahead of
    the loaf, so the few millimetres a soft grasp gives while lifting cannot
    stall it where the flow moves slowly;
-5. **release**: once the loaf has reached the flow's last frame (``t*`` at the
-   end and within ``release_tol`` of it), the fingers open for a few steps;
+5. **release**: once the loaf has reached the flow's last frame (``t*`` within
+   the lookahead of the end and the loaf within ``release_tol`` of that frame),
+   the fingers open for a few steps;
 6. **retreat**: the open gripper rises ``retreat_height`` and waits there.
 """
 from __future__ import annotations
@@ -135,7 +136,10 @@ class FlowFollowingPicker(FlowFollowingGripper):
         if self.phase == "follow":
             rf = u.reward_fn
             last = rf.num_frames - 1
-            if u._measured.get("flow_index", 0) >= last and rf.frame_error(u._points, last) < self.release_tol:
+            # near the end in time and in space: t* within the lookahead of the last frame (the
+            # flow's last frames hardly differ, so t* need not reach it exactly) and the loaf close
+            near_end = u._measured.get("flow_index", 0) >= last - rf.lookahead
+            if near_end and rf.frame_error(u._points, last) < self.release_tol:
                 self.phase = "release"
                 self._count = 0
                 self._hold_pos = u.controller.target_pos.copy()
