@@ -2,11 +2,12 @@
 
     python benchmarks/scripted_success.py                  # 20 seeds per (task, robot)
     python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
+    python benchmarks/scripted_success.py --env D2F-PickPlace-v0   # redo one task, keep the other rows
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
-for the drawer and door) read the simulator state: they show that each task is solvable
-with its robot and that the reward ranks flow-following above random motion. They are not
-learned policies.
+for the drawer and door, d2f_envs/scripted_pick_place.py for pick-and-place) read the simulator
+state: they show that each task is solvable with its robot and that the reward ranks
+flow-following above random motion. They are not learned policies.
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def make_controller(env):
         from d2f_envs.scripted import FlowFollowingPusher
 
         return FlowFollowingPusher(env)
+    if u.env_id == "D2F-PickPlace-v0":
+        from d2f_envs.scripted_pick_place import FlowFollowingPicker
+
+        return FlowFollowingPicker(env)
     from d2f_envs.scripted_articulated import FlowFollowingGripper
 
     return FlowFollowingGripper(env)
@@ -45,13 +50,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="episodes (seeds 0..n-1) per task and robot")
     ap.add_argument("--out", default="benchmarks/results/scripted_success.json")
+    ap.add_argument("--env", action="append", help="only this env id (repeatable); the other rows of --out are kept")
     args = ap.parse_args(argv)
     import gymnasium as gym
 
     import d2f_envs
 
     rows = []
-    for env_id in d2f_envs.ENV_IDS:
+    for env_id in args.env or d2f_envs.ENV_IDS:
         module, name = gym.spec(env_id).entry_point.split(":")
         robots = getattr(__import__(module, fromlist=[name]), name).robots
         for robot in robots:
@@ -73,6 +79,11 @@ def main(argv=None) -> None:
             rows.append(row)
             print(json.dumps(row))
             env.close()
+    out = Path(args.out)
+    if args.env and out.is_file():  # keep the rows of the tasks this run did not redo, in ENV_IDS order
+        kept = [r for r in json.loads(out.read_text())["rows"] if r["env"] not in args.env]
+        order = list(d2f_envs.ENV_IDS)
+        rows = sorted(kept + rows, key=lambda r: order.index(r["env"]) if r["env"] in order else len(order))
     lines = [
         f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds {args.seeds}`).",
         "",
@@ -84,7 +95,7 @@ def main(argv=None) -> None:
             f"| {r['env']} | {r['robot']} | {100 * r['scripted_success']:.0f} % | {r['scripted_return']:.1f} | "
             f"{100 * r['scripted_final_error_m']:.2f} cm | {100 * r['random_success']:.0f} % | {r['random_return']:.1f} |"
         )
-    write_results(Path(args.out), rows, lines)
+    write_results(out, rows, lines)
 
 
 if __name__ == "__main__":

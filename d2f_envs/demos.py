@@ -141,10 +141,77 @@ def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.
     )
 
 
+def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
+    """The bread loaf is lifted 11 cm, carried over the bowl while turning 0.5 rad, and lowered
+    onto the bowl's floor (scene at its nominal pose), 5 s in all.
+
+    Three min-jerk moves between (x, y, z, yaw) waypoints, overlapping in time as a hand's
+    would (each starts before the last one ends, so the loaf never stops on the way): lift
+    (0 - 1.4 s, straight up until its bottom is 4 cm above the bowl's rim), carry (0.9 - 3.7 s,
+    to above the bowl's centre, turning about the vertical) and lower (3.2 - 5 s, onto the
+    bowl's floor). The overlaps keep the loaf's bottom 4 cm above the rim whenever it or the
+    fingers holding it are over the bowl's wall. Points: a ``spacing`` grid on the loaf's side
+    facing the robot and rings on the upper half of its crust (what a camera in front of and
+    above the table sees).
+    """
+    from .assets import load_asset
+    from .tasks.articulated import link_surface_points
+    from .tasks.pick_place import (
+        BOWL_FLOOR_TOP, BOWL_RIM_HEIGHT, LOAF_FLOW_GEOMS, LOAF_HALF_HEIGHT, LOAF_VIEW_DIR, yaw_quat,
+    )
+
+    model = load_asset("pick_place.xml").compile()
+    data = mujoco.MjData(model)
+    body = model.body("loaf").id
+    q0 = model.joint("loaf_free").qposadr[0]
+    qadr = list(range(q0, q0 + 7))
+    mujoco.mj_kinematics(model, data)
+    world0 = link_surface_points(model, data, "loaf", LOAF_FLOW_GEOMS, np.asarray(LOAF_VIEW_DIR), spacing)
+    R0, p0 = data.xmat[body].reshape(3, 3).copy(), data.xpos[body].copy()
+    local = (world0 - p0) @ R0
+    bowl = model.body("bowl").pos.copy()
+    carry_z = BOWL_RIM_HEIGHT + 0.04 + LOAF_HALF_HEIGHT  # loaf centre while carried
+    end = np.array([bowl[0], bowl[1], bowl[2] + BOWL_FLOOR_TOP + LOAF_HALF_HEIGHT])
+    turn = 0.5
+    waypoints = np.array([
+        [p0[0], p0[1], p0[2], 0.0],
+        [p0[0], p0[1], carry_z, 0.0],
+        [end[0], end[1], carry_z, turn],
+        [end[0], end[1], end[2], turn],
+    ])
+    windows = ((0.0, 1.4), (0.9, 3.7), (3.2, 5.0))  # (start, end) of each move (s)
+    t = np.arange(int(round(windows[-1][1] * fps)) + 1) / fps
+    xyzyaw = np.tile(waypoints[0], (len(t), 1))
+    for k, (a, b) in enumerate(windows):
+        xyzyaw += min_jerk((t - a) / (b - a))[:, None] * (waypoints[k + 1] - waypoints[k])
+    path = np.concatenate([xyzyaw[:, :3], np.stack([yaw_quat(y) for y in xyzyaw[:, 3]])], axis=1)
+    pts = record_kinematic(model, data, body, local, qadr, path)
+    return ObjectFlow(
+        points=pts,
+        visible=np.ones(pts.shape[:2], dtype=bool),
+        fps=fps,
+        task="D2F-PickPlace-v0",
+        object_name="bread loaf",
+        source={
+            "kind": "simulated demonstration",
+            "generator": "d2f_envs.demos.pick_place_demo (kinematic, overlapping min-jerk lift / carry + "
+                         "turn / lower of the loaf into the bowl, no robot in scene)",
+            "tracker": "ground truth (simulator)",
+            "depth": "ground truth (simulator)",
+        },
+        extra={
+            "waypoints_xyz_yaw": waypoints.tolist(),
+            "move_windows_s": [list(w) for w in windows],
+            "bowl_pos": bowl.tolist(),
+        },
+    )
+
+
 DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
     "D2F-PushT-v0": push_t_demo,
     "D2F-OpenDrawer-v0": open_drawer_demo,
     "D2F-OpenDoor-v0": open_door_demo,
+    "D2F-PickPlace-v0": pick_place_demo,
 }
 
 
