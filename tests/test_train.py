@@ -252,3 +252,39 @@ def test_train_cli_errors_are_one_line_and_make_no_run_folder(tmp_path, flags, e
     assert proc.returncode != 0 and expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_training_survives_diverging_episodes():
+    """A simulation that blows up mid-run truncates that episode (with a reason); SB3 trains on."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import d2f_envs  # noqa: F401
+
+    reasons = []
+
+    class BlowUpEvery(gym.Wrapper):
+        """Corrupts the physics state every ``k`` steps, as a diverging solver would."""
+
+        def __init__(self, env, k):
+            super().__init__(env)
+            self.k, self.n = k, 0
+
+        def step(self, action):
+            self.n += 1
+            if self.n % self.k == 0:
+                self.env.unwrapped.data.qvel[:] = np.nan
+            obs, r, term, trunc, info = self.env.step(action)
+            if "truncation_reason" in info:
+                reasons.append(info["truncation_reason"])
+                assert trunc and np.isfinite(obs).all() and np.isfinite(r)
+            return obs, r, term, trunc, info
+
+    venv = DummyVecEnv([lambda k=k: BlowUpEvery(gym.make(ENV), k) for k in (23, 31)])
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                policy_kwargs=dict(net_arch=[16]))
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps == 256
+    assert len(reasons) >= 8 and all("diverged" in r for r in reasons)
