@@ -7,7 +7,7 @@ step's ``info`` and rendered frame are never lost to an auto-reset.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -22,11 +22,12 @@ def import_env_packages(packages: Sequence[str] = ()) -> None:
         importlib.import_module(name)
 
 
-def check_env_args(env_id: str, env_kwargs: Optional[Dict[str, Any]] = None) -> None:
+def check_env_args(env_id: str, env_kwargs: Optional[Dict[str, Any]] = None) -> Tuple[gym.Space, gym.Space]:
     """Fail early, in one line, on a wrong env id or env kwargs (before any run folder is made).
 
     Builds the env once: an unknown id suggests the close matches; a bad kwarg, a missing
     or malformed flow file gives the env's own error (it names the argument or file).
+    Returns the env's ``(observation_space, action_space)``.
     """
     import difflib
 
@@ -41,9 +42,12 @@ def check_env_args(env_id: str, env_kwargs: Optional[Dict[str, Any]] = None) -> 
 
         raise SystemExit(f"unknown env id {env_id!r}{hint} (dream2flow-gym ids: {', '.join(d2f_envs.ENV_IDS)})")
     try:
-        gym.make(env_id, **dict(env_kwargs or {})).close()
+        env = gym.make(env_id, **dict(env_kwargs or {}))
     except (TypeError, ValueError, KeyError, FileNotFoundError, FlowFormatError) as exc:
         raise SystemExit(f"{env_id} with env kwargs {dict(env_kwargs or {})}: {exc}") from None
+    spaces = (env.observation_space, env.action_space)
+    env.close()
+    return spaces
 
 
 def make_env(

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 
 from . import ALGOS
 from .utils import (
-    StoreDict, atomic_file, is_run_dir, latest_run_dir, new_run_dir, preprocess_hyperparams, read_hyperparams,
+    StoreDict, atomic_file, check_log_folder, estimate_run_bytes, is_run_dir, latest_run_dir, new_run_dir, preprocess_hyperparams, read_hyperparams,
     read_yaml, write_yaml,
 )
 
@@ -115,9 +115,11 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
     if not args.resume:  # a typo in --env / --env-kwargs fails at once, before torch loads or a run folder exists
         import_env_packages(args.gym_packages)
-        env_kwargs = {**(read_hyperparams(args.algo, args.env, args.conf_file, quiet=True).get("env_kwargs") or {}),
-                      **(args.env_kwargs or {})}
-        check_env_args(args.env, env_kwargs)
+        hp = {**read_hyperparams(args.algo, args.env, args.conf_file, quiet=True), **(args.hyperparams or {})}
+        obs_space, act_space = check_env_args(args.env, {**(hp.get("env_kwargs") or {}), **(args.env_kwargs or {})})
+        need = estimate_run_bytes(hp, obs_space.shape[0], act_space.shape[0], args.keep_checkpoints) \
+            if args.algo == "sac" and args.save_replay_buffer else estimate_run_bytes({}, 0, 0)
+        check_log_folder(args.log_folder, need)  # read-only or full disk: say so now, not at the first checkpoint
 
     import torch
     from stable_baselines3 import PPO, SAC

@@ -187,6 +187,34 @@ def new_run_dir(log_folder: PathLike, algo: str, env_id: str) -> Path:
             n += 1
 
 
+def estimate_run_bytes(hyperparams: Dict[str, Any], obs_dim: int, act_dim: int, keep_checkpoints: int = 2) -> int:
+    """A generous estimate of the disk a run needs: replay buffer copies (off-policy) and model files."""
+    buffer = int(float(hyperparams.get("buffer_size", 0) or 0))
+    # float32 obs and next_obs, action, reward, done, timeout per transition
+    per_transition = 4 * (2 * obs_dim + act_dim + 2) + 2
+    replay = buffer * per_transition * (keep_checkpoints + 1)  # checkpoints + the one being written
+    return replay + 50 * 2**20  # models, logs, evaluations
+
+
+def check_log_folder(log_folder: PathLike, need_bytes: int) -> None:
+    """Fail before training if runs cannot be written under ``log_folder`` (read-only, not a folder, disk full)."""
+    folder = Path(log_folder)
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(f"-f {folder}: is a file, not a folder for runs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe_"):
+            pass
+    except OSError as exc:
+        raise SystemExit(f"-f {folder}: cannot write run folders there ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise SystemExit(
+            f"-f {folder}: {free / 2**20:.0f} MiB free, this run needs about {need_bytes / 2**20:.0f} MiB "
+            "(checkpoints with the replay buffer); free space, lower buffer_size, or use --no-save-replay-buffer"
+        )
+
+
 def latest_run_dir(log_folder: PathLike, algo: str, env_id: str) -> Optional[Path]:
     algo_dir = Path(log_folder) / algo
     ids = _run_ids(algo_dir, env_id)

@@ -254,6 +254,20 @@ def test_train_cli_errors_are_one_line_and_make_no_run_folder(tmp_path, flags, e
     assert not (tmp_path / "logs").exists()
 
 
+def test_unwritable_or_full_log_folder_fails_before_training(tmp_path):
+    from d2f_rl.utils import check_log_folder, estimate_run_bytes
+
+    (tmp_path / "a_file").write_text("")
+    for folder, expected in [(tmp_path / "a_file", "is a file"), (Path("/proc/d2f_logs"), "cannot write run folders")]:
+        with pytest.raises(SystemExit, match=expected):
+            check_log_folder(folder, 1)
+    need = estimate_run_bytes({"buffer_size": 10**12}, obs_dim=60, act_dim=2)
+    with pytest.raises(SystemExit, match="MiB free, this run needs about"):
+        check_log_folder(tmp_path / "logs", need)
+    check_log_folder(tmp_path / "logs", estimate_run_bytes({"buffer_size": 1000}, 60, 2))  # fits: no error
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == []  # the write probe is gone
+
+
 def test_training_survives_diverging_episodes():
     """A simulation that blows up mid-run truncates that episode (with a reason); SB3 trains on."""
     import gymnasium as gym
