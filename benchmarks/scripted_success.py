@@ -4,9 +4,9 @@
     python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
-for the drawer and door) read the simulator state: they show that each task is solvable
-with its robot and that the reward ranks flow-following above random motion. They are not
-learned policies.
+for the drawer and door, d2f_envs/scripted_cloth.py for the cloth) read the simulator state:
+they show that each task is solvable with its robot and that the reward ranks flow-following
+above random motion. They are not learned policies.
 """
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def make_controller(env):
         from d2f_envs.scripted import FlowFollowingPusher
 
         return FlowFollowingPusher(env)
+    if u.env_id == "D2F-CoverBowl-v0":
+        from d2f_envs.scripted_cloth import FlowFollowingClothGripper
+
+        return FlowFollowingClothGripper(env)
     from d2f_envs.scripted_articulated import FlowFollowingGripper
 
     return FlowFollowingGripper(env)
