@@ -10,6 +10,7 @@ import numpy as np
 from ..assets import load_asset
 from ..base import FlowEnv
 from ..bindings import FlexBinding
+from ..robots.controller import EndEffectorController
 from ..robots.gripper import ParallelJawGripper
 
 # ---- bowl geometry (world, metres): a ring of wall boxes on the table, tilted outward
@@ -117,8 +118,67 @@ PINCH_SOLIMP = (0.99, 0.999, 0.001, 0.5, 2.0)
 TCP_BODY = {
     "floating_gripper": "floating_gripper/carriage",
     "panda_gripper": "panda_gripper/gripper",
-    "spot_arm": "spot_arm/gripper",
 }
+
+
+class ClothPinch:
+    """The pinch (see :class:`CoverBowlEnv`): one inactive ``connect`` equality per cloth vertex,
+    from a point between the fingertips (``local``, in the TCP body's frame) to the vertex; the
+    grip command switches them in ``data.eq_active`` (simulation state, so it is reset, copied
+    and pickled with the rest of the state)."""
+
+    def __init__(self, eq_ids: np.ndarray, vert_adr: int, vert_num: int, body: int, local: np.ndarray,
+                 radius: float, grip_on: float):
+        self.eq_ids = np.asarray(eq_ids)
+        self.vert = slice(vert_adr, vert_adr + vert_num)
+        self.body = int(body)
+        self.local = np.asarray(local, dtype=np.float64)
+        self.radius = float(radius)
+        self.grip_on = float(grip_on)
+
+    def point(self, data: mujoco.MjData) -> np.ndarray:
+        """World position of the pinch point."""
+        return data.xmat[self.body].reshape(3, 3) @ self.local + data.xpos[self.body]
+
+    def nearest(self, data: mujoco.MjData, p: np.ndarray) -> Tuple[int, float]:
+        """The cloth vertex nearest to world point ``p`` and its distance (m)."""
+        dist = np.linalg.norm(data.flexvert_xpos[self.vert] - p, axis=1)
+        k = int(dist.argmin())
+        return k, float(dist[k])
+
+    def held(self, data: mujoco.MjData) -> int:
+        """The vertex held, or -1."""
+        on = np.flatnonzero(data.eq_active[self.eq_ids])
+        return int(on[0]) if on.size else -1
+
+    def update(self, data: mujoco.MjData, grip: float) -> None:
+        """``grip`` < 0 lets go; ``grip`` >= ``grip_on`` takes the vertex nearest to the pinch point
+        if it is within ``radius``; otherwise (and for NaN) nothing changes."""
+        if grip < 0.0:
+            data.eq_active[self.eq_ids] = 0
+            return
+        if not grip >= self.grip_on or data.eq_active[self.eq_ids].any():
+            return
+        k, dist = self.nearest(data, self.point(data))
+        if dist <= self.radius:
+            data.eq_active[self.eq_ids[k]] = 1
+
+
+class PinchingController(EndEffectorController):
+    """The shared end-effector controller, then the pinch rule on the grip it has just set.
+
+    The pinch is part of the action -> actuation mapping: whatever drives the env through its
+    controller grasps the cloth the same way, provided it keeps the ``eq_active`` the controller
+    writes (``d2f_rl.planners.BatchRollout`` copies only ``ctrl`` back into its batch rows today).
+    """
+
+    def __init__(self, base: EndEffectorController, pinch: ClothPinch):
+        super().__init__(base.robot, base.dofs, (base.lo, base.hi), base.config)
+        self.pinch = pinch
+
+    def apply(self, model: mujoco.MjModel, data: mujoco.MjData, action: np.ndarray) -> None:
+        super().apply(model, data, action)
+        self.pinch.update(data, self.grip)
 
 
 class CoverBowlEnv(FlowEnv):
@@ -145,8 +205,9 @@ class CoverBowlEnv(FlowEnv):
     the TCP) is within 2 cm of a cloth vertex, a MuJoCo ``connect`` equality
     between that vertex and the gripper is activated (``data.eq_active``;
     one inactive equality per vertex, named ``pinch_<k>``), holding the vertex
-    at the pinch point; ``grip`` < 0 releases it. ``info["pinched_vertex"]``
-    is the held vertex (-1: none). A physical pinch of a flat cloth between
+    at the pinch point; ``grip`` < 0 releases it (in between, the pinch stays
+    as it is). The rule runs in the env's controller
+    (:class:`PinchingController`), with the action -> actuation mapping. ``info["pinched_vertex"]`` is the held vertex (-1: none). A physical pinch of a flat cloth between
     two rigid box fingers on a table is not robust in MuJoCo's soft contacts,
     so grasping is this documented abstraction; everything else (the cloth's
     drape, its contact with the bowl and the table) is simulated.
@@ -301,12 +362,15 @@ class CoverBowlEnv(FlowEnv):
         # fingers towards the palm), so the pinch point lies PINCH_BELOW_TCP along its -z
         tcp = self.robot.tcp_site_id
         pinch_local = m.site_pos[tcp] + np.array([0.0, 0.0, -PINCH_BELOW_TCP])
-        self._pinch_eq = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_EQUALITY, f"pinch_{k}") for k in range(self._vnum)])
+        eq = mujoco.mjtObj.mjOBJ_EQUALITY
+        self._pinch_eq = np.array([mujoco.mj_name2id(m, eq, f"pinch_{k}") for k in range(self._vnum)])
         m.eq_data[self._pinch_eq, 0:3] = pinch_local
         m.eq_data[self._pinch_eq, 3:6] = 0.0
-        self._pinch_body = int(m.site_bodyid[tcp])
-        self._pinch_local = pinch_local
-        self._grip_ix = self.dofs.index("grip")
+        self.pinch = ClothPinch(
+            self._pinch_eq, self._vadr, self._vnum, int(m.site_bodyid[tcp]), pinch_local, self.pinch_radius,
+            self.pinch_grip,
+        )
+        self.controller = PinchingController(self.controller, self.pinch)
 
     # ------------------------------------------------------------------ override points
     def _build_scene(self) -> mujoco.MjSpec:
@@ -357,43 +421,14 @@ class CoverBowlEnv(FlowEnv):
                 reason = f"physics diverged: a cloth vertex is {far:.3g} m from the origin at t={self.data.time:.3f}s"
         return reason
 
-    # ------------------------------------------------------------------ stepping: the pinch
-    def step(self, action):
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape == self.action_space.shape:
-            # the grip as the controller will read it (NaN -> 0, clipped), before the physics runs
-            grip = float(np.clip(np.nan_to_num(a[self._grip_ix], nan=0.0), -1.0, 1.0))
-            self._update_pinch(grip)
-        return super().step(action)
-
-    def _update_pinch(self, grip: float) -> None:
-        d = self.data
-        active = d.eq_active[self._pinch_eq]
-        if grip < 0.0:
-            if active.any():
-                d.eq_active[self._pinch_eq] = 0
-            return
-        if grip < self.pinch_grip or active.any():
-            return
-        k, dist = self.nearest_vertex(self.pinch_point())
-        if dist <= self.pinch_radius:
-            d.eq_active[self._pinch_eq[k]] = 1
-
+    # ------------------------------------------------------------------ the pinch (self.pinch)
     def pinch_point(self) -> np.ndarray:
         """World position of the pinch point (between the fingertips)."""
-        b = self._pinch_body
-        return self.data.xmat[b].reshape(3, 3) @ self._pinch_local + self.data.xpos[b]
-
-    def nearest_vertex(self, p: np.ndarray) -> Tuple[int, float]:
-        """The cloth vertex nearest to world point ``p`` and its distance (m)."""
-        dist = np.linalg.norm(self.cloth_vertices() - p, axis=1)
-        k = int(dist.argmin())
-        return k, float(dist[k])
+        return self.pinch.point(self.data)
 
     def pinched_vertex(self) -> int:
         """The vertex the gripper holds, or -1."""
-        on = np.flatnonzero(self.data.eq_active[self._pinch_eq])
-        return int(on[0]) if on.size else -1
+        return self.pinch.held(self.data)
 
     # ------------------------------------------------------------------ task geometry
     def cloth_vertices(self) -> np.ndarray:
