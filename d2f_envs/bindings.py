@@ -132,7 +132,8 @@ class FlexBinding(PointBinding):
         if fid < 0:
             raise ValueError(f"FlexBinding: no flex named {self.flex!r} in the model")
         if int(model.flex_dim[fid]) != 2:
-            raise ValueError(f"FlexBinding: flex {self.flex!r} has dim {int(model.flex_dim[fid])}, expected 2 (a surface)")
+            dim = int(model.flex_dim[fid])
+            raise ValueError(f"FlexBinding: flex {self.flex!r} has dim {dim}, expected 2 (a surface)")
         self._vadr, self._vnum = int(model.flex_vertadr[fid]), int(model.flex_vertnum[fid])
         ea, en = int(model.flex_elemdataadr[fid]), int(model.flex_elemnum[fid])
         tris = model.flex_elem[ea:ea + 3 * en].reshape(en, 3).astype(np.int64)  # local vertex indices

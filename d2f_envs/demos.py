@@ -160,8 +160,8 @@ def cover_bowl_demo(fps: float = 25.0, duration: float = 4.0, hold: float = 0.5)
     spec.option.timestep = dt
     spec.worldbody.add_body(name="hand", mocap=True)
     spec.add_equality(
-        name="hand", type=mujoco.mjtEq.mjEQ_CONNECT, objtype=mujoco.mjtObj.mjOBJ_BODY, name1=f"{CLOTH_NAME}_{GRASP_VERTEX}",
-        name2="hand", data=np.zeros(12), solimp=list(PINCH_SOLIMP),  # held as the env's pinch holds it
+        name="hand", type=mujoco.mjtEq.mjEQ_CONNECT, objtype=mujoco.mjtObj.mjOBJ_BODY,
+        name1=f"{CLOTH_NAME}_{GRASP_VERTEX}", name2="hand", data=np.zeros(12), solimp=list(PINCH_SOLIMP),  # held as the env's pinch holds it
     )
     model = spec.compile()
     data = mujoco.MjData(model)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .rollout import run_episode  # noqa: F401  (the one episode loop; re-exported)
-from .tasks.cover_bowl import GRASP_VERTEX, PINCH_BELOW_TCP, CoverBowlEnv
+from .tasks.cover_bowl import PINCH_BELOW_TCP, CoverBowlEnv
 
 
 class FlowFollowingClothGripper:
