@@ -141,7 +141,9 @@ def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.
     )
 
 
-def cover_bowl_demo(fps: float = 25.0, duration: float = 4.0, hold: float = 0.5) -> ObjectFlow:
+def cover_bowl_demo(
+    fps: float = 25.0, duration: float = 4.0, hold: float = 0.5, cloth_shift=(0.0, 0.0), cloth_yaw: float = 0.0,
+) -> ObjectFlow:
     """The cloth is lifted by the middle of its +x edge, carried over the bowl and laid down over it.
 
     Simulated, not kinematic: an unseen hand (a mocap body with a ``connect`` equality to the grasp
@@ -149,6 +151,11 @@ def cover_bowl_demo(fps: float = 25.0, duration: float = 4.0, hold: float = 0.5)
     to (0.27, 0, 0.03) m, arcing 15 cm up on the way, over ``duration`` seconds, then holds still
     for ``hold`` seconds while the cloth settles; the rest of the cloth is simulated with the env's
     physics (10 ms steps, ``fps`` must divide 100). Points: the cloth's 81 vertices.
+
+    ``cloth_shift`` (m) / ``cloth_yaw`` (rad, about the cloth's centre) start the cloth elsewhere,
+    with the hand's goal moved alike (the same demonstration from another start, as the env's
+    reset noise does; benchmarks/cloth_demo_spread.py measures how differently it lands). The
+    shipped flow is the default: the cloth at rest where the scene puts it.
     """
     from .tasks.cover_bowl import CLOTH_NAME, GRASP_VERTEX, PINCH_SOLIMP, cover_bowl_scene
 
@@ -161,17 +168,29 @@ def cover_bowl_demo(fps: float = 25.0, duration: float = 4.0, hold: float = 0.5)
     spec.worldbody.add_body(name="hand", mocap=True)
     spec.add_equality(
         name="hand", type=mujoco.mjtEq.mjEQ_CONNECT, objtype=mujoco.mjtObj.mjOBJ_BODY,
-        name1=f"{CLOTH_NAME}_{GRASP_VERTEX}", name2="hand", data=np.zeros(12), solimp=list(PINCH_SOLIMP),  # held as the env's pinch holds it
+        name1=f"{CLOTH_NAME}_{GRASP_VERTEX}", name2="hand", data=np.zeros(12),
+        solimp=list(PINCH_SOLIMP),  # held as the env's pinch holds it
     )
     model = spec.compile()
     data = mujoco.MjData(model)
     fid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, CLOTH_NAME)
     vadr, vnum = int(model.flex_vertadr[fid]), int(model.flex_vertnum[fid])
+    goal, lift = np.array([0.27, 0.0, 0.03]), 0.15
+    if np.any(cloth_shift) or cloth_yaw:
+        # each vertex's 3 slide joints hold its displacement from the rest position
+        bodies = model.flex_vertbodyid[vadr:vadr + vnum]
+        rest = model.body_pos[bodies]
+        c = rest.mean(axis=0)
+        cy, sy = np.cos(cloth_yaw), np.sin(cloth_yaw)
+        R = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+        t = c - R @ c + np.r_[np.asarray(cloth_shift, dtype=np.float64), 0.0]
+        qadr = np.stack([model.jnt_qposadr[model.body_jntadr[b]] + np.arange(3) for b in bodies])
+        data.qpos[qadr] = rest @ R.T + t - rest
+        goal = R @ goal + t
     mujoco.mj_forward(model, data)
     start = data.flexvert_xpos[vadr + GRASP_VERTEX].copy()
     # the compiler put the hand-side anchor where the hand's body was at qpos0: make it the hand itself
     model.eq_data[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, "hand"), 3:6] = 0.0
-    goal, lift = np.array([0.27, 0.0, 0.03]), 0.15
     n = int(round(duration * fps))
     s = min_jerk(np.arange(n + 1) / n)
     path = start + s[:, None] * (goal - start)

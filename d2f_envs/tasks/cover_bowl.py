@@ -261,11 +261,11 @@ class CoverBowlEnv(FlowEnv):
     cover it, one sagging a little into the opening does. AND ``final_error``
     < ``success_threshold`` (default 5 cm: the mean distance of the tracked
     points to the flow's last frame). A draped cloth never lands the same way
-    twice fold for fold: the shipped demonstration itself, repeated from 10
+    twice fold for fold: the shipped demonstration itself, repeated from 20
     of this env's randomised cloth starts (the same hand path moved with the
-    cloth), ends 2.2 - 5.7 cm from its own re-anchored last frame (median
-    3.3 cm, 90 % under 4.4 cm), so 5 cm is "laid down as demonstrated"; the
-    cloth left where it starts is 24 cm off.
+    cloth, ``benchmarks/cloth_demo_spread.py``), ends 1.2 - 4.3 cm from the
+    re-anchored last frame (median 3.0 cm, 90 % under 3.7 cm), so 5 cm is
+    "laid down as demonstrated"; the cloth left where it starts is 24 cm off.
 
     ## Episode End
     No termination; truncation after 80 steps (8 s: approach, grasp and the
