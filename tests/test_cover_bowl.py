@@ -15,7 +15,8 @@ from d2f_envs.bindings import FlexBinding
 from d2f_envs.rollout import random_policy, run_episode
 from d2f_envs.scripted_cloth import FlowFollowingClothGripper
 from d2f_envs.tasks.cover_bowl import (
-    BOWL_CENTER, BOWL_RIM_HEIGHT, CLOTH_NAME, GRASP_VERTEX, PINCH_BELOW_TCP, TCP_BODY, CoverBowlEnv,
+    BOWL_CENTER, BOWL_RIM_HEIGHT, CLOTH_COUNT, CLOTH_NAME, CLOTH_SPACING, GRASP_VERTEX, PINCH_BELOW_TCP, TCP_BODY,
+    CoverBowlEnv,
 )
 from flows import shipped_flow
 
@@ -62,7 +63,12 @@ def test_cloth_is_a_flex_on_the_discrete_integrator(make, robot):
     m = u.model
     assert m.opt.integrator == mujoco.mjtIntegrator.mjINT_DISCRETE  # MuJoCo 4: flex elasticity needs it
     fid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_FLEX, CLOTH_NAME)
-    assert fid >= 0 and m.flex_dim[fid] == 2 and m.flex_vertnum[fid] == 81
+    assert fid >= 0 and m.flex_dim[fid] == 2 and m.flex_vertnum[fid] == CLOTH_COUNT**2 == 81
+    # the module's cloth constants describe the asset's flexcomp (the demo and controller rely on them)
+    v = u.cloth_vertices()
+    np.testing.assert_allclose(v[1] - v[0], [0, CLOTH_SPACING, 0], atol=1e-9)
+    np.testing.assert_allclose(v[CLOTH_COUNT] - v[0], [CLOTH_SPACING, 0, 0], atol=1e-9)
+    assert v[GRASP_VERTEX, 0] == v[:, 0].max() and abs(v[GRASP_VERTEX, 1] - v[:, 1].mean()) < 1e-9
     assert u.object_class == "deformable" and isinstance(u.binding, FlexBinding)
     # the pinch equalities hang on the body that carries the robot's TCP
     assert m.body(int(m.site_bodyid[u.robot.tcp_site_id])).name == TCP_BODY[robot]

@@ -207,10 +207,15 @@ class CoverBowlEnv(FlowEnv):
     one inactive equality per vertex, named ``pinch_<k>``), holding the vertex
     at the pinch point; ``grip`` < 0 releases it (in between, the pinch stays
     as it is). The rule runs in the env's controller
-    (:class:`PinchingController`), with the action -> actuation mapping. ``info["pinched_vertex"]`` is the held vertex (-1: none). A physical pinch of a flat cloth between
-    two rigid box fingers on a table is not robust in MuJoCo's soft contacts,
-    so grasping is this documented abstraction; everything else (the cloth's
-    drape, its contact with the bowl and the table) is simulated.
+    (:class:`PinchingController`), with the action -> actuation mapping.
+    ``info["pinched_vertex"]`` is the held vertex (-1: none). Why not finger
+    contact: with the cloth colliding with the fingers (friction 1.5, condim
+    4) and no pinch, descending on the edge, closing and lifting 12 cm left
+    the cloth on the table (Panda) or raised its edge 4 cm while the gripper
+    rose 12 cm (floating gripper): two box fingers closing on a flat sheet
+    with 3.75 cm between its vertices have nothing to squeeze. Everything
+    else (the cloth's drape, its contact with the bowl and the table) is
+    simulated.
 
     ## Robots (``robot=``)
     ``"floating_gripper"`` (default): a parallel gripper on x/y/z slides and
