@@ -5,9 +5,9 @@
     python benchmarks/scripted_success.py --env D2F-PickPlace-v0   # redo one task, keep the other rows
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
-for the drawer and door, d2f_envs/scripted_pick_place.py for pick-and-place) read the simulator
-state: they show that each task is solvable with its robot and that the reward ranks
-flow-following above random motion. They are not learned policies.
+for the drawer and door, d2f_envs/scripted_pick_place.py for pick-and-place, d2f_envs/scripted_cloth.py
+for the cloth) read the simulator state: they show that each task is solvable with its robot
+and that the reward ranks flow-following above random motion. They are not learned policies.
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def make_controller(env):
         from d2f_envs.scripted_pick_place import FlowFollowingPicker
 
         return FlowFollowingPicker(env)
+    if u.env_id == "D2F-CoverBowl-v0":
+        from d2f_envs.scripted_cloth import FlowFollowingClothGripper
+
+        return FlowFollowingClothGripper(env)
     from d2f_envs.scripted_articulated import FlowFollowingGripper
 
     return FlowFollowingGripper(env)

@@ -23,6 +23,7 @@ ENV_IDS = {
     "D2F-OpenDrawer-v0": ("d2f_envs.tasks.open_drawer:OpenDrawerEnv", 100),
     "D2F-OpenDoor-v0": ("d2f_envs.tasks.open_door:OpenDoorEnv", 120),
     "D2F-PickPlace-v0": ("d2f_envs.tasks.pick_place:PickPlaceEnv", 110),
+    "D2F-CoverBowl-v0": ("d2f_envs.tasks.cover_bowl:CoverBowlEnv", 80),
 }
 
 

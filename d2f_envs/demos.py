@@ -207,11 +207,94 @@ def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
     )
 
 
+def cover_bowl_demo(
+    fps: float = 25.0, duration: float = 4.0, hold: float = 0.5, cloth_shift=(0.0, 0.0), cloth_yaw: float = 0.0,
+) -> ObjectFlow:
+    """The cloth is lifted by the middle of its +x edge, carried over the bowl and laid down over it.
+
+    Simulated, not kinematic: an unseen hand (a mocap body with a ``connect`` equality to the grasp
+    vertex, no robot in the scene) moves that one vertex on a min-jerk path from its rest position
+    to (0.27, 0, 0.03) m, arcing 15 cm up on the way, over ``duration`` seconds, then holds still
+    for ``hold`` seconds while the cloth settles; the rest of the cloth is simulated with the env's
+    physics (10 ms steps, ``fps`` must divide 100). Points: the cloth's 81 vertices.
+
+    ``cloth_shift`` (m) / ``cloth_yaw`` (rad, about the cloth's centre) start the cloth elsewhere,
+    with the hand's goal moved alike (the same demonstration from another start, as the env's
+    reset noise does; benchmarks/cloth_demo_spread.py measures how differently it lands). The
+    shipped flow is the default: the cloth at rest where the scene puts it.
+    """
+    from .tasks.cover_bowl import CLOTH_NAME, GRASP_VERTEX, PINCH_SOLIMP, cover_bowl_scene
+
+    dt = 0.01
+    substeps = int(round(1.0 / (fps * dt)))
+    if abs(substeps * dt * fps - 1.0) > 1e-9:
+        raise ValueError(f"fps must divide {1 / dt:.0f} (whole physics steps per frame), got {fps}")
+    spec = cover_bowl_scene()
+    spec.option.timestep = dt
+    spec.worldbody.add_body(name="hand", mocap=True)
+    spec.add_equality(
+        name="hand", type=mujoco.mjtEq.mjEQ_CONNECT, objtype=mujoco.mjtObj.mjOBJ_BODY,
+        name1=f"{CLOTH_NAME}_{GRASP_VERTEX}", name2="hand", data=np.zeros(12),
+        solimp=list(PINCH_SOLIMP),  # held as the env's pinch holds it
+    )
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    fid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, CLOTH_NAME)
+    vadr, vnum = int(model.flex_vertadr[fid]), int(model.flex_vertnum[fid])
+    goal, lift = np.array([0.27, 0.0, 0.03]), 0.15
+    if np.any(cloth_shift) or cloth_yaw:
+        # each vertex's 3 slide joints hold its displacement from the rest position
+        bodies = model.flex_vertbodyid[vadr:vadr + vnum]
+        rest = model.body_pos[bodies]
+        c = rest.mean(axis=0)
+        cy, sy = np.cos(cloth_yaw), np.sin(cloth_yaw)
+        R = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+        t = c - R @ c + np.r_[np.asarray(cloth_shift, dtype=np.float64), 0.0]
+        qadr = np.stack([model.jnt_qposadr[model.body_jntadr[b]] + np.arange(3) for b in bodies])
+        data.qpos[qadr] = rest @ R.T + t - rest
+        goal = R @ goal + t
+    mujoco.mj_forward(model, data)
+    start = data.flexvert_xpos[vadr + GRASP_VERTEX].copy()
+    # the compiler put the hand-side anchor where the hand's body was at qpos0: make it the hand itself
+    model.eq_data[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, "hand"), 3:6] = 0.0
+    n = int(round(duration * fps))
+    s = min_jerk(np.arange(n + 1) / n)
+    path = start + s[:, None] * (goal - start)
+    path[:, 2] += lift * np.sin(np.pi * s)
+    path = np.concatenate([path, np.repeat(path[-1:], int(round(hold * fps)), axis=0)])
+    pts = np.empty((len(path), vnum, 3), dtype=np.float32)
+    data.mocap_pos[0] = path[0]
+    pts[0] = data.flexvert_xpos[vadr:vadr + vnum]
+    for t in range(1, len(path)):
+        data.mocap_pos[0] = path[t]
+        mujoco.mj_step(model, data, nstep=substeps)
+        pts[t] = data.flexvert_xpos[vadr:vadr + vnum]
+    if not np.isfinite(pts).all() or data.warning.number.any():
+        raise RuntimeError("cover_bowl_demo: the cloth simulation diverged")
+    return ObjectFlow(
+        points=pts,
+        visible=np.ones(pts.shape[:2], dtype=bool),
+        fps=fps,
+        task="D2F-CoverBowl-v0",
+        object_name="cloth",
+        source={
+            "kind": "simulated demonstration",
+            "generator": "d2f_envs.demos.cover_bowl_demo (grasp vertex on a min-jerk arc by a mocap hand, "
+                         "cloth simulated, no robot in scene)",
+            "tracker": "ground truth (simulator)",
+            "depth": "ground truth (simulator)",
+        },
+        extra={"grasp_vertex": int(GRASP_VERTEX), "grasp_start": start.tolist(), "grasp_goal": goal.tolist(),
+               "lift_m": lift},
+    )
+
+
 DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
     "D2F-PushT-v0": push_t_demo,
     "D2F-OpenDrawer-v0": open_drawer_demo,
     "D2F-OpenDoor-v0": open_door_demo,
     "D2F-PickPlace-v0": pick_place_demo,
+    "D2F-CoverBowl-v0": cover_bowl_demo,
 }
 
 

@@ -13,6 +13,7 @@ SHIPPED = {
     "D2F-OpenDrawer-v0": "open_drawer/flow.npz",
     "D2F-OpenDoor-v0": "open_door/flow.npz",
     "D2F-PickPlace-v0": "pick_place/flow.npz",
+    "D2F-CoverBowl-v0": "cover_bowl/flow.npz",
 }
 
 
