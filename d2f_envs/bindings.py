@@ -6,6 +6,10 @@ task's nominal start state (correspondence), then queried every step:
 
 * :class:`RigidBinding`: points fixed in one body's frame (rigid objects, and
   the moving link of articulated objects).
+* :class:`PieceSetBinding`: interchangeable pieces (granular objects): the
+  pieces' positions, in no correspondence with the flow's points; such a
+  binding has ``interchangeable = True`` and is compared with a set distance
+  (``FlowTrackingReward(metric="chamfer")``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ import numpy as np
 # --------------------------------------------------------------------------- bindings
 class PointBinding(ABC):
     """Maps simulator state to the current world positions of the flow's N points."""
+
+    #: False: ``points()`` row i is the flow's point i (compare point by point). True: the rows are
+    #: interchangeable pieces, as many as the object has, compared with the flow as a set.
+    interchangeable = False
 
     @abstractmethod
     def bind(self, model: mujoco.MjModel, data: mujoco.MjData, points0: np.ndarray) -> None:
@@ -66,3 +74,38 @@ class RigidBinding(PointBinding):
 
 
 # --------------------------------------------------------------------------- granular
+class PieceSetBinding(PointBinding):
+    """The centres of interchangeable pieces (bodies ``bodies``): a granular object's points.
+
+    There is no correspondence to bind: any piece may end where any flow point
+    does, and the pieces may even be more or fewer than the flow's points, so
+    :meth:`bind` only resolves the bodies. :meth:`points` returns one row per
+    piece, in the order of ``bodies`` (an arbitrary order for the reward, which
+    compares the rows with a flow frame as a set).
+    """
+
+    interchangeable = True
+
+    def __init__(self, bodies):
+        self.bodies = tuple(bodies)
+        if not self.bodies:
+            raise ValueError("PieceSetBinding: no piece bodies given")
+        self._ids = np.zeros(0, dtype=np.intp)
+
+    def bind(self, model, data, points0):
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in self.bodies]
+        missing = [b for b, i in zip(self.bodies, ids) if i < 0]
+        if missing:
+            raise ValueError(f"PieceSetBinding: no bodies named {missing} in the model")
+        points0 = np.asarray(points0)
+        if points0.ndim != 2 or points0.shape[1] != 3:
+            raise ValueError(f"PieceSetBinding: flow frame 0 of shape {points0.shape}, expected (N, 3)")
+        self._ids = np.asarray(ids, dtype=np.intp)
+
+    def points(self, data):
+        return data.xpos[self._ids]  # fancy indexing: a new (M, 3) float64 array
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.bodies)
+
