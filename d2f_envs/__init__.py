@@ -22,6 +22,7 @@ ENV_IDS = {
     "D2F-PushT-v0": ("d2f_envs.tasks.push_t:PushTEnv", 80),
     "D2F-OpenDrawer-v0": ("d2f_envs.tasks.open_drawer:OpenDrawerEnv", 100),
     "D2F-OpenDoor-v0": ("d2f_envs.tasks.open_door:OpenDoorEnv", 120),
+    "D2F-SweepPasta-v0": ("d2f_envs.tasks.sweep_pasta:SweepPastaEnv", 150),
 }
 
 

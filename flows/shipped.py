@@ -12,6 +12,7 @@ SHIPPED = {
     "D2F-PushT-v0": "push_t/flow.npz",
     "D2F-OpenDrawer-v0": "open_drawer/flow.npz",
     "D2F-OpenDoor-v0": "open_door/flow.npz",
+    "D2F-SweepPasta-v0": "sweep_pasta/flow.npz",
 }
 
 
