@@ -150,9 +150,9 @@ class SweepPastaEnv(FlowEnv):
     ``"brush"`` (default): the brush head on an x/y/z stage with a yaw hinge,
     see :class:`~d2f_envs.robots.brush.BrushRobot`.
     ``"panda_brush"``: a Franka Panda holding the same head on a 15 cm handle
-    (:class:`~d2f_envs.robots.brush.PandaBrushRobot`), base 50 cm behind the
-    patch, driven by differential IK
-    (:class:`~d2f_envs.robots.arm.ArmRobot`).
+    (:class:`~d2f_envs.robots.brush.PandaBrushRobot`), its base on the table
+    at the side, 50 cm from the patch's middle line (x -0.05, y -0.50, facing
+    +y), driven by differential IK (:class:`~d2f_envs.robots.arm.ArmRobot`).
 
     ## Action Space
     ``Box(-1, 1, (4,), float32)``: ``(x, y, z, yaw)``. TCP target
@@ -200,12 +200,16 @@ class SweepPastaEnv(FlowEnv):
     ``info["in_bin_fraction"]`` >= ``in_bin_threshold`` (default 0.8: the
     fraction of pieces whose centre is inside the bin's opening and sunk at
     least a piece radius below the table top) AND ``final_error`` <
-    ``success_threshold`` (default 3 cm, Chamfer distance to the flow's last
-    frame). The in-bin fraction is the task; the final error makes the pieces
-    end where the flow puts them: in the bin, spread as in the demonstration,
-    and not left in a heap elsewhere. With the pieces in the bin the Chamfer
-    distance stays above zero (they fall in other spots than in the
-    demonstration), so its threshold is looser than the rigid tasks' 2 cm.
+    ``success_threshold`` (default 2.5 cm, Chamfer distance to the flow's
+    last frame). The in-bin fraction is the task. The final error is a
+    guard that the pieces end where the flow puts them, spread over the bin
+    as in the demonstration: all 36 pieces heaped in one corner of the bin
+    are 4 cm away and fail it. It is no substitute for the in-bin count (a
+    quarter of the pieces left on the table 10 cm before the bin still
+    measure under 2 cm: the Chamfer distance averages over the pieces), and
+    pieces in the bin never reach zero (they drop in other spots than in the
+    demonstration: 1 - 1.7 cm for the scripted sweeper), so it is looser
+    than the rigid tasks' 2 cm.
 
     ## Episode End
     No termination; truncation after 150 steps (15 s, three times the shipped
@@ -227,7 +231,7 @@ class SweepPastaEnv(FlowEnv):
                                     the clock (None: the paper's rule exactly)
     reward_scales      None         dict overriding ``RewardScales`` fields
     reward_sigma       0.03         tracking term length scale (m)
-    success_threshold  0.03         final Chamfer error for success (m)
+    success_threshold  0.025        final Chamfer error for success (m)
     in_bin_threshold   0.8          fraction of the pieces in the bin for success
     reset_noise_scale  1.0          x (+-1.5 cm per piece, random turn; +-2 cm brush)
                                     start noise
@@ -240,7 +244,9 @@ class SweepPastaEnv(FlowEnv):
     robots = ("brush", "panda_brush")
     dofs = ("x", "y", "z", "yaw")
     workspace = ((-0.30, -0.22, TCP_HEIGHT), (0.24, 0.22, TCP_HEIGHT + 0.16))
-    robot_mounts = {"brush": (0.0, 0.0, 0.0, 0.0), "panda_brush": (-0.50, 0.0, 0.0, 0.0)}
+    #: the Panda stands at the table's side (from behind the patch it cannot fold close enough to
+    #: reach the patch's start with the brush down, and the bin would be at the end of its reach)
+    robot_mounts = {"brush": (0.0, 0.0, 0.0, 0.0), "panda_brush": (-0.05, -0.50, 0.0, float(np.pi / 2))}
     tcp_height = TCP_HEIGHT
     #: the brush starts behind the patch, 4 cm up (clear of the pieces), facing the bin
     tcp_home = (-0.21, 0.0, TCP_HEIGHT + 0.04)
@@ -256,7 +262,7 @@ class SweepPastaEnv(FlowEnv):
     piece_yaw_noise = np.pi
     tcp_noise = 0.02
 
-    def __init__(self, in_bin_threshold: float = 0.8, success_threshold: float = 0.03, **kwargs: Any):
+    def __init__(self, in_bin_threshold: float = 0.8, success_threshold: float = 0.025, **kwargs: Any):
         if not 0.0 < in_bin_threshold <= 1.0:
             raise ValueError(f"in_bin_threshold must be in (0, 1], got {in_bin_threshold}")
         if not success_threshold > 0:
