@@ -25,7 +25,8 @@ PLACEMENT_GAP = 0.002
 NOMINAL_SEED = 0
 #: a piece is in the bin when its centre is inside the opening (x, y) and this far below the table top
 IN_BIN_DEPTH = PIECE_RADIUS
-#: the brush head's working height: its centre, its bottom 4 mm above the table (the pieces' axis height: a piece is pushed at its middle, never squeezed under the head) (robots/brush.py)
+#: the brush head's working height: its centre, its bottom 4 mm above the table (robots/brush.py): at the
+#: pieces' mid-height, so the head pushes a piece at its middle and never squeezes it into the table
 TCP_HEIGHT = 0.014
 #: the observation's occupancy grid: 4 x 4 cells over this area (x range, y range; world, m)
 OCC_AREA = ((-0.22, 0.26), (-0.16, 0.16))
@@ -135,11 +136,12 @@ class SweepPastaEnv(FlowEnv):
     ## Description
     36 pieces of short pasta (free capsules 2.2 cm long, 8 mm thick, 1.5 g;
     friction 0.35 on the wooden table and on each other, with rolling
-    friction, so a rolled piece stops) lie scattered in a 12 x 13 cm patch
-    on a table. 9 cm beyond the patch the table has a recessed bin: a
-    14 x 24 cm opening, 3 cm deep. A robot holds a 16 cm wide brush head 2 mm
-    above the table and must sweep the pieces over the bin's edge, where they
-    drop in. The flow is the pieces' motion in a demonstration (36 points,
+    friction, so a rolled piece stops) lie scattered in a 15 x 15 cm patch
+    on a table. 8 cm beyond the patch the table has a recessed bin: a
+    14 x 24 cm opening, 3 cm deep. A robot holds a 16 cm wide, 2 cm tall
+    brush head 4 mm above the table (at the pieces' mid-height, so a piece is
+    pushed, never squeezed under it) and must sweep the pieces over the bin's
+    edge, where they drop in. The flow is the pieces' motion in a demonstration (36 points,
     one per piece). The pieces are interchangeable: the reward compares the
     pieces' centres with a flow frame as a set (symmetric Chamfer distance),
     and the flow is used in the world frame (the bin does not move, so there
@@ -158,7 +160,7 @@ class SweepPastaEnv(FlowEnv):
     ``Box(-1, 1, (4,), float32)``: ``(x, y, z, yaw)``. TCP target
     displacement in world x, y, z scaled by 3 cm per step (0.3 m/s), and the
     brush's yaw (its sweep direction) by 0.25 rad per step. The workspace box
-    keeps the head between 2 mm and 17 cm above the table.
+    keeps the head's bottom between 4 mm and 16 cm above the table.
 
     ## Observation Space
     ``Box(-inf, inf, (8 + 34,), float64)``, layout in ``env.unwrapped.obs_layout``.
@@ -212,7 +214,7 @@ class SweepPastaEnv(FlowEnv):
     than the rigid tasks' 2 cm.
 
     ## Episode End
-    No termination; truncation after 150 steps (15 s, three times the shipped
+    No termination; truncation after 150 steps (15 s, 2.5 times the shipped
     flow's length: the brush needs several strokes to gather the pieces that
     slip past its ends) by the registered ``TimeLimit``, or at once when the
     physics diverges (``info["truncation_reason"]``).
