@@ -2,7 +2,9 @@
 
 A demonstration moves the task's object along a scripted path with no robot in
 the scene (the object is driven kinematically, as if by an unseen hand) and
-records the world positions of points on its visible surface. The result is
+records the world positions of points on its visible surface (Sweep-Pasta's
+granular demonstration is simulated instead: a scripted brush head pushes the
+pieces, and the pieces' centres are recorded, see :func:`sweep_pasta_demo`). The result is
 labelled ``source.kind = "simulated demonstration"``; flows extracted from
 rendered videos of the same demonstrations come with the extraction pipeline.
 

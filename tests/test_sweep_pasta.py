@@ -277,3 +277,34 @@ def test_planner_cost_uses_the_chamfer_metric():
         np.testing.assert_array_equal(u.binding.points(u.data), out.points[1, -1])
     finally:
         env.close()
+
+
+# --------------------------------------------------------------------------- brush robots
+@pytest.mark.parametrize("robot", ["brush", "panda_brush"])
+def test_brush_robots_reach_position_and_yaw_with_the_head_along_the_yaw(robot):
+    from d2f_envs.robots.brush import BRUSH_HEAD_HALF
+
+    env = gym.make(ID, robot=robot)
+    try:
+        u = env.unwrapped
+        env.reset(seed=0)
+        ctrl, cfg = u.controller, u.controller.config
+        for target, yaw in (((0.05, 0.12, u.tcp_height + 0.05), 0.6), ((-0.1, -0.1, u.tcp_height), -0.5)):
+            target = np.asarray(target)
+            for _ in range(25):  # proportional actions towards the target, as a policy would send
+                a = np.zeros(4)
+                a[:3] = (target - ctrl.target_pos) / cfg.max_delta_pos
+                a[3] = (yaw - ctrl.target_yaw) / cfg.max_delta_yaw
+                env.step(np.clip(a, -1, 1).astype(np.float32))
+            assert np.linalg.norm(u.robot.tcp_pos(u.data) - target) < 0.005, robot
+            assert abs(u.robot.tcp_yaw(u.data) - yaw) < 0.03, robot
+            head = u.model.geom(f"{robot}/head").id
+            R = u.data.geom_xmat[head].reshape(3, 3)
+            # the head's thin side (its x axis) faces the yaw, its long side is horizontal
+            assert abs(R[:, 0] @ [np.cos(yaw), np.sin(yaw), 0.0]) > 0.999
+            assert abs(R[2, 1]) < 0.01
+            bottom = u.data.geom_xpos[head][2] - BRUSH_HEAD_HALF[2]
+            assert bottom == pytest.approx(target[2] - BRUSH_HEAD_HALF[2], abs=0.004)
+        assert bottom > 0.002  # at the working height the head glides above the table
+    finally:
+        env.close()

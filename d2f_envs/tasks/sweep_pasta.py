@@ -42,37 +42,39 @@ def piece_quat(yaw: float) -> np.ndarray:
     return out
 
 
-def _segment_gap(a0, a1, b0, b1) -> float:
-    """Distance between two 2-D segments (0 when they cross)."""
-    def point_seg(p, s0, s1):
-        d = s1 - s0
-        t = np.clip(np.dot(p - s0, d) / max(np.dot(d, d), 1e-12), 0.0, 1.0)
-        return float(np.linalg.norm(p - (s0 + t * d)))
-
-    def cross(o, a, b):
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    if cross(a0, a1, b0) * cross(a0, a1, b1) < 0 and cross(b0, b1, a0) * cross(b0, b1, a1) < 0:
-        return 0.0
-    return min(point_seg(a0, b0, b1), point_seg(a1, b0, b1), point_seg(b0, a0, a1), point_seg(b1, a0, a1))
+def _point_segment(p: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    """Distances (K,) from points ``p`` to segments ``s0``-``s1`` (each (K, 2) or broadcastable)."""
+    d = s1 - s0
+    t = np.clip(((p - s0) * d).sum(axis=-1) / np.maximum((d * d).sum(axis=-1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(p - (s0 + t[..., None] * d), axis=-1)
 
 
-def _axis_ends(pose: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    x, y, yaw = pose
-    h = PIECE_HALF_LENGTH * np.array([np.cos(yaw), np.sin(yaw)])
-    return np.array([x, y]) - h, np.array([x, y]) + h
+def _segment_gaps(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
+    """Distances (K,) between the 2-D segment ``a0``-``a1`` and the segments ``b0[k]``-``b1[k]`` (0 where they cross)."""
+    def cross(o, u, v):
+        return (u[..., 0] - o[..., 0]) * (v[..., 1] - o[..., 1]) - (u[..., 1] - o[..., 1]) * (v[..., 0] - o[..., 0])
+
+    crossing = (cross(a0, a1, b0) * cross(a0, a1, b1) < 0) & (cross(b0, b1, a0) * cross(b0, b1, a1) < 0)
+    gap = np.minimum(np.minimum(_point_segment(a0, b0, b1), _point_segment(a1, b0, b1)),
+                     np.minimum(_point_segment(b0, a0, a1), _point_segment(b1, a0, a1)))
+    return np.where(crossing, 0.0, gap)
+
+
+def _axis_ends(poses: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The ends of the pieces' axis segments in the plane, for poses (..., 3) rows x, y, yaw."""
+    poses = np.asarray(poses, dtype=np.float64)
+    h = PIECE_HALF_LENGTH * np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], axis=-1)
+    return poses[..., :2] - h, poses[..., :2] + h
 
 
 def pieces_clear(poses: np.ndarray, i: int, others) -> bool:
     """Whether piece ``i`` (pose rows x, y, yaw) keeps ``PLACEMENT_GAP`` from the pieces ``others``."""
+    others = np.asarray([j for j in others if j != i], dtype=np.intp)
+    if others.size == 0:
+        return True
     a0, a1 = _axis_ends(poses[i])
-    reach = 2 * PIECE_HALF_LENGTH + 2 * PIECE_RADIUS + PLACEMENT_GAP
-    for j in others:
-        if j == i or abs(poses[j, 0] - poses[i, 0]) > reach or abs(poses[j, 1] - poses[i, 1]) > reach:
-            continue
-        if _segment_gap(a0, a1, *_axis_ends(poses[j])) < 2 * PIECE_RADIUS + PLACEMENT_GAP:
-            return False
-    return True
+    b0, b1 = _axis_ends(poses[others])
+    return bool((_segment_gaps(a0, a1, b0, b1) >= 2 * PIECE_RADIUS + PLACEMENT_GAP).all())
 
 
 def scatter_pieces(rng: np.random.Generator, n: int = NUM_PIECES, patch=PATCH, jitter: float = 0.006,
