@@ -12,7 +12,7 @@ A task subclasses :class:`FlowEnv` and fills in a few fixed override points
 The base owns the flow, the reward, the robot and the controller, and
 ``_get_obs`` / ``_get_rew`` are the same for every task whose bound points
 correspond one to one to the flow's. A task whose object is a set of
-interchangeable pieces (granular: ``binding.interchangeable``) sets
+interchangeable pieces (granular: :class:`~d2f_envs.bindings.PieceSetBinding`) sets
 ``reward_metric = "chamfer"`` and ``reanchor_flow = False`` (no correspondence
 to fit a rigid transform to) and overrides the two observation override points:
 

@@ -6,10 +6,6 @@ task's nominal start state (correspondence), then queried every step:
 
 * :class:`RigidBinding`: points fixed in one body's frame (rigid objects, and
   the moving link of articulated objects).
-* :class:`PieceSetBinding`: interchangeable pieces (granular objects): the
-  pieces' positions, in no correspondence with the flow's points; such a
-  binding has ``interchangeable = True`` and is compared with a set distance
-  (``FlowTrackingReward(metric="chamfer")``).
 """
 from __future__ import annotations
 
@@ -22,10 +18,6 @@ import numpy as np
 # --------------------------------------------------------------------------- bindings
 class PointBinding(ABC):
     """Maps simulator state to the current world positions of the flow's N points."""
-
-    #: False: ``points()`` row i is the flow's point i (compare point by point). True: the rows are
-    #: interchangeable pieces, as many as the object has, compared with the flow as a set.
-    interchangeable = False
 
     @abstractmethod
     def bind(self, model: mujoco.MjModel, data: mujoco.MjData, points0: np.ndarray) -> None:
@@ -77,14 +69,14 @@ class RigidBinding(PointBinding):
 class PieceSetBinding(PointBinding):
     """The centres of interchangeable pieces (bodies ``bodies``): a granular object's points.
 
-    There is no correspondence to bind: any piece may end where any flow point
-    does, and the pieces may even be more or fewer than the flow's points, so
-    :meth:`bind` only resolves the bodies. :meth:`points` returns one row per
+    Compared with a flow frame as a set (``FlowTrackingReward(metric="chamfer")``;
+    no rigid re-anchoring: ``FlowEnv.reanchor_flow = False``). There is no
+    correspondence to bind: any piece may end where any flow point does, and the
+    pieces may even be more or fewer than the flow's points, so :meth:`bind` only
+    resolves the bodies. :meth:`points` returns one row per
     piece, in the order of ``bodies`` (an arbitrary order for the reward, which
     compares the rows with a flow frame as a set).
     """
-
-    interchangeable = True
 
     def __init__(self, bodies):
         self.bodies = tuple(bodies)
@@ -108,4 +100,3 @@ class PieceSetBinding(PointBinding):
     @property
     def num_pieces(self) -> int:
         return len(self.bodies)
-
