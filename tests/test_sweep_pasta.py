@@ -165,8 +165,8 @@ def test_success_needs_pieces_in_bin_and_the_flow_end():
         # final (Chamfer) error fails it
         c, h = u._bin_centre, u._bin_half
         corner = c + [h[0] - 0.03, h[1] - 0.03, -h[2] + PIECE_RADIUS]
-        heap = corner + np.stack(np.meshgrid(np.arange(6) * 0.009, np.arange(6) * 0.009, [0.0]), -1).reshape(-1, 3) - 0.02
-        heap[:, 2] = corner[2]
+        grid = np.stack(np.meshgrid(np.arange(6) * 0.009, np.arange(6) * 0.009, [0.0]), -1).reshape(-1, 3)
+        heap = corner + grid - [0.02, 0.02, 0.0]  # 36 centres 9 mm apart in a 4.5 cm square
         place_pieces(u, heap)
         info = env.step(zero)[4]
         assert info["in_bin_fraction"] == 1.0

@@ -50,7 +50,8 @@ def _point_segment(p: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
 
 
 def _segment_gaps(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
-    """Distances (K,) between the 2-D segment ``a0``-``a1`` and the segments ``b0[k]``-``b1[k]`` (0 where they cross)."""
+    """Distances (K,) between the 2-D segment ``a0``-``a1`` and the segments ``b0[k]``-``b1[k]``
+    (0 where they cross)."""
     def cross(o, u, v):
         return (u[..., 0] - o[..., 0]) * (v[..., 1] - o[..., 1]) - (u[..., 1] - o[..., 1]) * (v[..., 0] - o[..., 0])
 
