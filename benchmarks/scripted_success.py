@@ -25,6 +25,10 @@ from common import machine, write_results  # noqa: E402
 
 def make_controller(env):
     u = env.unwrapped
+    if u.env_id == "D2F-SweepPasta-v0":  # d2f_envs/scripted_sweep.py: strokes towards the flow's end
+        from d2f_envs.scripted_sweep import FlowFollowingSweeper
+
+        return FlowFollowingSweeper(env)
     if u.env_id == "D2F-PushT-v0":
         from d2f_envs.scripted import FlowFollowingPusher
 

@@ -24,6 +24,7 @@ ENV_IDS = {
     "D2F-OpenDoor-v0": ("d2f_envs.tasks.open_door:OpenDoorEnv", 120),
     "D2F-PickPlace-v0": ("d2f_envs.tasks.pick_place:PickPlaceEnv", 110),
     "D2F-CoverBowl-v0": ("d2f_envs.tasks.cover_bowl:CoverBowlEnv", 80),
+    "D2F-SweepPasta-v0": ("d2f_envs.tasks.sweep_pasta:SweepPastaEnv", 150),
 }
 
 

@@ -10,7 +10,15 @@ A task subclasses :class:`FlowEnv` and fills in a few fixed override points
 * ``_task_success(points)``: the task's own success criterion and extra ``info`` entries.
 
 The base owns the flow, the reward, the robot and the controller, and
-``_get_obs`` / ``_get_rew`` are the same for every task.
+``_get_obs`` / ``_get_rew`` are the same for every task whose bound points
+correspond one to one to the flow's. A task whose object is a set of
+interchangeable pieces (granular: :class:`~d2f_envs.bindings.PieceSetBinding`) sets
+``reward_metric = "chamfer"`` and ``reanchor_flow = False`` (no correspondence
+to fit a rigid transform to) and overrides the two observation override points:
+
+* ``_make_obs_layout()``: the named slices of the observation vector (the
+  task's docstring documents them; ``proprio`` first, ``phase`` last);
+* ``_get_obs()``: the observation, a fixed-size, order-independent summary of the pieces.
 """
 from __future__ import annotations
 
@@ -89,6 +97,12 @@ class FlowEnv(gym.Env):
     obs_keypoints: ClassVar[int] = 8
     #: number of flow points the reward tracks (farthest-point subsample of the flow)
     reward_points: ClassVar[int] = 64
+    #: distance between the bound points and a flow frame: "pointwise" (point i is the flow's point i)
+    #: or "chamfer" (interchangeable pieces, granular objects), see FlowTrackingReward
+    reward_metric: ClassVar[str] = "pointwise"
+    #: re-anchor the flow rigidly to the object's start at each reset (needs point correspondence;
+    #: False: the flow is used in the world frame as given)
+    reanchor_flow: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -161,6 +175,7 @@ class FlowEnv(gym.Env):
             alignment=alignment,
             success_threshold=success_threshold,
             dt=self.control_dt,
+            metric=self.reward_metric,
         )
         self._kp = farthest_point_sampling(self.flow.points[0], self.obs_keypoints)
 
@@ -275,7 +290,7 @@ class FlowEnv(gym.Env):
         mujoco.mj_forward(m, d)
         self.controller.reset(m, d)
         self._points = self.binding.points(d)
-        self.reward_fn.reset(self._points)
+        self.reward_fn.reset(self._points, anchor=self.reanchor_flow)
         self._measured = {
             "flow_index": 0,
             "subgoal_index": min(self.reward_fn.lookahead, self.flow.num_frames - 1)

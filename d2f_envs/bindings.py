@@ -190,3 +190,37 @@ class FlexBinding(PointBinding):
 
 
 # --------------------------------------------------------------------------- granular
+class PieceSetBinding(PointBinding):
+    """The centres of interchangeable pieces (bodies ``bodies``): a granular object's points.
+
+    Compared with a flow frame as a set (``FlowTrackingReward(metric="chamfer")``;
+    no rigid re-anchoring: ``FlowEnv.reanchor_flow = False``). There is no
+    correspondence to bind: any piece may end where any flow point does, and the
+    pieces may even be more or fewer than the flow's points, so :meth:`bind` only
+    resolves the bodies. :meth:`points` returns one row per
+    piece, in the order of ``bodies`` (an arbitrary order for the reward, which
+    compares the rows with a flow frame as a set).
+    """
+
+    def __init__(self, bodies):
+        self.bodies = tuple(bodies)
+        if not self.bodies:
+            raise ValueError("PieceSetBinding: no piece bodies given")
+        self._ids = np.zeros(0, dtype=np.intp)
+
+    def bind(self, model, data, points0):
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in self.bodies]
+        missing = [b for b, i in zip(self.bodies, ids) if i < 0]
+        if missing:
+            raise ValueError(f"PieceSetBinding: no bodies named {missing} in the model")
+        points0 = np.asarray(points0)
+        if points0.ndim != 2 or points0.shape[1] != 3:
+            raise ValueError(f"PieceSetBinding: flow frame 0 of shape {points0.shape}, expected (N, 3)")
+        self._ids = np.asarray(ids, dtype=np.intp)
+
+    def points(self, data):
+        return data.xpos[self._ids]  # fancy indexing: a new (M, 3) float64 array
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.bodies)

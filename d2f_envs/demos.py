@@ -2,7 +2,9 @@
 
 A demonstration moves the task's object along a scripted path with no robot in
 the scene (the object is driven kinematically, as if by an unseen hand) and
-records the world positions of points on its visible surface. The result is
+records the world positions of points on its visible surface (Sweep-Pasta's
+granular demonstration is simulated instead: a scripted brush head pushes the
+pieces, and the pieces' centres are recorded, see :func:`sweep_pasta_demo`). The result is
 labelled ``source.kind = "simulated demonstration"``; flows extracted from
 rendered videos of the same demonstrations come with the extraction pipeline.
 
@@ -43,6 +45,92 @@ def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.n
         R = data.xmat[body].reshape(3, 3)
         pts[t] = local @ R.T + data.xpos[body]
     return pts
+
+
+#: the demonstration's sweeper path: (x, y, z, yaw, seconds to get there) waypoints of the brush
+#: head's centre, joined by min-jerk segments. One stroke through the middle of the patch into the
+#: bin, then one stroke from each side, angled towards the bin's middle, for the pieces that
+#: slipped past the head's ends; the head is lifted 5 cm between strokes.
+SWEEP_PASTA_PATH = (
+    (-0.21, 0.0, 0.054, 0.0, 0.0),
+    (-0.21, 0.0, 0.014, 0.0, 0.3),
+    (0.11, 0.0, 0.014, 0.0, 1.4),
+    (0.11, 0.0, 0.064, 0.0, 0.3),
+    (-0.07, 0.13, 0.064, -0.46, 0.6),
+    (-0.07, 0.13, 0.014, -0.46, 0.3),
+    (0.10, 0.045, 0.014, -0.46, 0.8),
+    (0.10, 0.045, 0.064, -0.46, 0.3),
+    (-0.07, -0.13, 0.064, 0.46, 0.6),
+    (-0.07, -0.13, 0.014, 0.46, 0.3),
+    (0.10, -0.045, 0.014, 0.46, 0.8),
+    (0.10, -0.045, 0.064, 0.46, 0.3),
+)
+
+
+def sweep_pasta_demo(fps: float = 30.0) -> ObjectFlow:
+    """36 pasta pieces swept from their nominal layout into the bin by a scripted brush (6 s).
+
+    A physically simulated demonstration (unlike the kinematic ones above: the pieces are
+    pushed, they tumble and drop): the task's scene (the env's timestep) with no robot,
+    and a bare brush head (the robots' head, :func:`~d2f_envs.robots.brush.add_brush_head`)
+    on x/y/z slides and a yaw hinge whose stiff position servos follow
+    :data:`SWEEP_PASTA_PATH`. Only the pieces are recorded: one flow point per piece
+    centre, every ``1 / fps`` s, all visible (a camera above sees into the open bin).
+    """
+    from .robots.brush import add_brush_head
+    from .tasks.sweep_pasta import NUM_PIECES, SweepPastaEnv, build_scene, in_bin
+
+    spec = build_scene()
+    spec.option.timestep = SweepPastaEnv.timestep
+    sweeper = spec.worldbody.add_body(name="sweeper", gravcomp=1.0)
+    for axis, vec in zip("xyz", np.eye(3)):
+        sweeper.add_joint(name="sweeper_" + axis, type=mujoco.mjtJoint.mjJNT_SLIDE, axis=vec.tolist())
+    sweeper.add_joint(name="sweeper_yaw", type=mujoco.mjtJoint.mjJNT_HINGE, axis=[0, 0, 1], armature=0.01)
+    add_brush_head(sweeper, "sweeper_head")
+    for name, kp in (("x", 2000.0), ("y", 2000.0), ("z", 2000.0), ("yaw", 50.0)):
+        act = spec.add_actuator(name="sweeper_" + name, target="sweeper_" + name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        act.set_to_position(kp=kp, kv=2.0 * np.sqrt(kp * 0.16))  # about critically damped on the 0.15 kg head
+    model = spec.compile()
+    data = mujoco.MjData(model)
+    qadr = model.jnt_qposadr[model.joint("sweeper_x").id]
+    path = np.asarray(SWEEP_PASTA_PATH, dtype=np.float64)
+    data.qpos[qadr:qadr + 4] = path[0, :4]
+    data.ctrl[:4] = path[0, :4]
+    mujoco.mj_forward(model, data)
+    ids = np.array([model.body(f"piece_{i:02d}").id for i in range(NUM_PIECES)])
+    per_frame = int(round(1.0 / (fps * model.opt.timestep)))
+    if abs(per_frame * fps * model.opt.timestep - 1.0) > 1e-9:
+        raise ValueError(f"sweep_pasta_demo: fps {fps} is not a whole number of {model.opt.timestep} s steps")
+    # the servo targets at every physics step: min-jerk from each waypoint to the next
+    targets = []
+    for a, b in zip(path[:-1], path[1:]):
+        n = int(round(b[4] / model.opt.timestep))
+        targets.append(a[None, :4] + min_jerk(np.arange(1, n + 1) / n)[:, None] * (b[:4] - a[:4])[None])
+    targets = np.concatenate(targets)
+    frames = [data.xpos[ids].astype(np.float32)]
+    for k, target in enumerate(targets, start=1):
+        data.ctrl[:4] = target
+        mujoco.mj_step(model, data)
+        if k % per_frame == 0:
+            frames.append(data.xpos[ids].astype(np.float32))
+    pts = np.stack(frames)
+    site = model.site("bin")
+    n_in = int(in_bin(pts[-1], site.pos, site.size).sum())
+    return ObjectFlow(
+        points=pts,
+        visible=np.ones(pts.shape[:2], dtype=bool),
+        fps=fps,
+        task="D2F-SweepPasta-v0",
+        object_name="pasta pieces",
+        source={
+            "kind": "simulated demonstration",
+            "generator": "d2f_envs.demos.sweep_pasta_demo (physics: a servoed brush head sweeps the pieces along "
+                         "SWEEP_PASTA_PATH, no robot in scene; the head is not recorded)",
+            "tracker": "ground truth (simulator): piece centres",
+            "depth": "ground truth (simulator)",
+        },
+        extra={"pieces": NUM_PIECES, "pieces_in_bin_at_end": n_in, "timestep_s": float(model.opt.timestep)},
+    )
 
 
 def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01) -> ObjectFlow:
@@ -295,6 +383,7 @@ DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
     "D2F-OpenDoor-v0": open_door_demo,
     "D2F-PickPlace-v0": pick_place_demo,
     "D2F-CoverBowl-v0": cover_bowl_demo,
+    "D2F-SweepPasta-v0": sweep_pasta_demo,
 }
 
 

@@ -3,6 +3,14 @@
 :class:`FlowTrackingReward` compares the object's current points (from the
 task's binding, :mod:`d2f_envs.bindings`, one per object class) with a
 time-aligned subgoal frame of the flow and returns named reward terms.
+
+Two distances between the points and a flow frame (``metric=``):
+
+* ``"pointwise"`` (default): point i is the flow's point i; the mean distance
+  over the frame's visible points (rigid, articulated objects);
+* ``"chamfer"``: the points are interchangeable pieces (granular objects, see
+  :class:`~d2f_envs.bindings.PieceSetBinding`), as many as the object has; the
+  symmetric Chamfer distance :func:`chamfer_errors` to the frame's visible points.
 """
 from __future__ import annotations
 
@@ -15,6 +23,44 @@ import numpy as np
 from flows import ObjectFlow, fit_rigid_transform
 
 from .bindings import PointBinding, RigidBinding  # noqa: F401  re-exported: d2f_envs.reward.RigidBinding
+
+
+# --------------------------------------------------------------------------- set distance
+def chamfer_errors(points: np.ndarray, target: np.ndarray, visible: Optional[np.ndarray] = None) -> np.ndarray:
+    """Symmetric Chamfer distance (m) from a set of points to each flow frame.
+
+    ``points`` (..., M, 3): M interchangeable pieces (leading axes: a batch, e.g. a
+    planner's samples); ``target`` (T, N, 3): T flow frames; ``visible`` (T, N) bool
+    or None (all visible). Returns (..., T)::
+
+        d_t = ( mean_m min_{n visible} |p_m - q_tn|  +  mean_{n visible} min_m |p_m - q_tn| ) / 2
+
+    the mean distance from each piece to the nearest visible flow point and from each
+    visible flow point to the nearest piece, averaged: zero (to ~1e-9 m in floating point)
+    when every piece is on a flow point and every flow point has a piece on it; the same for any order of
+    the pieces; the offset when all pieces are moved by one offset smaller than half
+    their spacing. A frame with no visible point is not allowed (the flow format's rule).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    q = np.asarray(target, dtype=np.float64)
+    # squared distances (..., T, N, M) as |q|^2 + |p|^2 - 2 q.p: one matrix product instead of
+    # three broadcast differences (~3x faster at T=61, N=M=36); the cancellation error is ~1e-17 m^2,
+    # far below any distance that matters, and the clamp at 0 keeps it out of the square root
+    cross = np.matmul(q, np.swapaxes(p, -1, -2)[..., None, :, :])  # (..., T, N, M)
+    d2 = np.multiply(cross, -2.0, out=cross)
+    d2 += np.einsum("tnc,tnc->tn", q, q)[..., None]
+    d2 += np.einsum("...mc,...mc->...m", p, p)[..., None, None, :]
+    np.maximum(d2, 0.0, out=d2)
+    if visible is not None and not np.all(visible):
+        vis = np.asarray(visible, dtype=bool)  # (T, N)
+        d2 = np.where(vis[:, :, None], d2, np.inf)  # an unseen flow point is nobody's nearest
+        w = vis.astype(np.float64)
+        nearest_piece = np.sqrt(np.where(vis, d2.min(axis=-1), 0.0))  # (..., T, N)
+        backward = (nearest_piece * w).sum(axis=-1) / w.sum(axis=-1)
+    else:
+        backward = np.sqrt(d2.min(axis=-1)).mean(axis=-1)  # each flow point to its nearest piece
+    forward = np.sqrt(d2.min(axis=-2)).mean(axis=-1)  # each piece to its nearest visible flow point
+    return 0.5 * (forward + backward)
 
 
 # --------------------------------------------------------------------------- reward
@@ -33,6 +79,7 @@ class RewardScales:
 
 
 ALIGNMENTS = ("nearest", "clock")
+METRICS = ("pointwise", "chamfer")
 
 
 class FlowTrackingReward:
@@ -52,7 +99,12 @@ class FlowTrackingReward:
     ``None`` is the paper's rule exactly.
 
     Only points visible in the compared flow frame count. Distances are means
-    over those points of the Euclidean distance, in metres.
+    over those points of the Euclidean distance, in metres: point by point
+    (``metric="pointwise"``), or the symmetric Chamfer distance between the
+    object's interchangeable pieces and the frame's points
+    (``metric="chamfer"``, :func:`chamfer_errors`; the pieces need not be as
+    many as the flow's points, and the flow cannot be re-anchored rigidly
+    without a correspondence: ``reset(points, anchor=False)``).
 
     Args:
         flow: the flow, already at the env's control rate (see ``ObjectFlow.resample``).
@@ -63,6 +115,7 @@ class FlowTrackingReward:
         max_lag: the subgoal's deadline, in flow frames behind the clock (nearest alignment), or None.
         success_threshold: final error (m) under which the flow counts as reached.
         dt: control period in seconds (clock alignment).
+        metric: ``"pointwise"`` or ``"chamfer"``, the distance to a flow frame (see above).
     """
 
     def __init__(
@@ -76,7 +129,10 @@ class FlowTrackingReward:
         success_threshold: float = 0.02,
         dt: float = 0.1,
         max_lag: Optional[int] = None,
+        metric: str = "pointwise",
     ):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         if sigma <= 0 or lookahead < 0 or success_threshold <= 0 or dt <= 0:
@@ -91,6 +147,8 @@ class FlowTrackingReward:
         self.success_threshold = float(success_threshold)
         self.dt = float(dt)
         self.max_lag = None if max_lag is None else int(max_lag)
+        self.metric = metric
+        self._chamfer = metric == "chamfer"
         self._vis = flow.visible.astype(np.float64)  # (T, N)
         self._nvis = self._vis.sum(axis=1)  # (T,) >= 1 by the format's rules
         self._all_visible = bool(flow.visible.all())  # the common case: no visibility weights to apply
@@ -123,8 +181,14 @@ class FlowTrackingReward:
 
         With ``anchor=True`` the flow is re-anchored rigidly: the best-fit rigid
         transform of frame 0 onto ``points`` is applied to every frame, so a flow
-        made for one start pose means the same motion from another.
+        made for one start pose means the same motion from another. It needs
+        point correspondence: with ``metric="chamfer"`` pass ``anchor=False``.
         """
+        if anchor and self._chamfer:
+            raise ValueError(
+                "reset(anchor=True) fits a rigid transform point by point, but with metric='chamfer' the "
+                "points are interchangeable pieces with no correspondence to the flow's; use anchor=False"
+            )
         if anchor:
             self.anchor = fit_rigid_transform(self.flow.points[0], points, weights=self._vis[0])
             R, p = self.anchor[:3, :3], self.anchor[:3, 3]
@@ -148,6 +212,8 @@ class FlowTrackingReward:
         visible points, term by term and in the same order (bit-identical), but on (T, N)
         coordinate planes: numpy's reduction over a length-3 last axis is slow.
         """
+        if self._chamfer:
+            return chamfer_errors(points, self.target[start:], None if self._all_visible else self._vis[start:])
         target = self.target
         if self._planes_of is not target:
             if target.shape != self._planes.shape[1:] + (3,):
@@ -167,6 +233,10 @@ class FlowTrackingReward:
         return np.divide(d.sum(axis=1), self._nvis[start:])
 
     def frame_error(self, points: np.ndarray, frame: int) -> float:
+        if self._chamfer:
+            frame = int(frame) % self.num_frames if frame < 0 else int(frame)  # numpy's meaning of -1
+            vis = None if self._all_visible else self._vis[frame:frame + 1]
+            return float(chamfer_errors(points, self.target[frame:frame + 1], vis)[0])
         d = np.sqrt(((self.target[frame] - points) ** 2).sum(axis=1))
         return float(d @ self._vis[frame] / self._nvis[frame])
 

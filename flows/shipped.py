@@ -14,6 +14,7 @@ SHIPPED = {
     "D2F-OpenDoor-v0": "open_door/flow.npz",
     "D2F-PickPlace-v0": "pick_place/flow.npz",
     "D2F-CoverBowl-v0": "cover_bowl/flow.npz",
+    "D2F-SweepPasta-v0": "sweep_pasta/flow.npz",
 }
 
 

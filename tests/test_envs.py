@@ -33,10 +33,12 @@ CASES = [pytest.param(i, r, id=f"{i}-{r}") for i in ENV_IDS for r in env_class(i
 RIGID_IDS = [i for i in ENV_IDS if env_class(i).object_class == "rigid"]
 REQUIRED_INFO = ("tracking_error", "final_error", "flow_index", "is_success")
 PUSH_T = "D2F-PushT-v0"
+#: per-task info keys beyond REQUIRED_INFO
+EXTRA_INFO = {PUSH_T: ("coverage",), "D2F-SweepPasta-v0": ("in_bin_fraction",)}
 
 
 def extra_info_keys(env_id: str) -> tuple:
-    return ("coverage",) if env_id == PUSH_T else ()
+    return EXTRA_INFO.get(env_id, ())
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ ROBOTS: Dict[str, str] = {
     "spot_arm": "d2f_envs.robots.spot_arm:SpotArmRobot",
     "gr1": "d2f_envs.robots.gr1:GR1Robot",
     "floating_gripper": "d2f_envs.robots.floating_gripper:FloatingGripperRobot",
+    "brush": "d2f_envs.robots.brush:BrushRobot",
+    "panda_brush": "d2f_envs.robots.brush:PandaBrushRobot",
 }
 
 

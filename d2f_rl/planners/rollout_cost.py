@@ -42,6 +42,7 @@ import numpy as np
 from mujoco.batch import Batch
 
 from d2f_envs.bindings import RigidBinding
+from d2f_envs.reward import chamfer_errors
 
 #: the ``mjSTATE_INTEGRATION`` components, by MjData field name (a Batch's rows hold exactly these)
 _STATE_BITS = (
@@ -152,7 +153,8 @@ class BatchRollout:
         targets = np.repeat(tp0[None], K, axis=0)
         yaws = np.full(K, ty0)
         grips = np.full(K, g0)
-        N = self.env.flow.num_points
+        # the binding's point count: the flow's N, or a granular object's number of pieces
+        N = len(self.env.binding.points(self.env.data))
         points = np.empty((K, H, N, 3))
         tcp = np.empty((K, H, 3))
         diverged = np.zeros(K, dtype=bool)
@@ -233,12 +235,20 @@ class FlowCost:
         self.w = weights
 
     def frame_errors(self, points: np.ndarray) -> np.ndarray:
-        """(K, H, T): mean visible-point distance of each sample's points to every flow frame."""
+        """(K, H, T): each sample's distance to every flow frame, in the env reward's metric (the mean
+        visible-point distance, or the Chamfer distance of a granular object's pieces)."""
         rf = self.env.reward_fn
         target = rf.target  # (T, N, 3)
         vis, nvis = rf.visibility_weights  # (T, N), (T,)
         K, H = points.shape[:2]
         out = np.empty((K, H, target.shape[0]))
+        if rf.metric == "chamfer":  # one control step at a time: (K, T, N, M) distances at once
+            visible = None if rf.flow.visible.all() else rf.flow.visible
+            for h in range(H):
+                out[:, h] = chamfer_errors(points[:, h], target, visible)
+            return out
+        if rf.metric != "pointwise":
+            raise NotImplementedError(f"FlowCost: no batched frame errors for reward metric {rf.metric!r}")
         for h in range(H):
             d = np.sqrt(((points[:, h, None, :, :] - target[None]) ** 2).sum(axis=-1))  # (K, T, N)
             out[:, h] = (d * vis[None]).sum(axis=-1) / nvis[None]
