@@ -135,3 +135,36 @@ def test_eval_planner_end_to_end(tmp_path):
     assert data["summary"]["episodes"] == 1 and data["episodes"][0]["length"] == 5
     assert (tmp_path / "eval" / "tracking_error.png").is_file()
     assert "ms per control step" in res.stdout
+
+
+def test_rollouts_reproduce_the_cloth_pinch():
+    """The cloth task grasps by switching an equality constraint in apply(): rollouts must do the same."""
+    from d2f_envs.scripted_cloth import FlowFollowingClothGripper
+
+    env = gym.make("D2F-CoverBowl-v0")
+    obs, _ = env.reset(seed=0)
+    ctrl = FlowFollowingClothGripper(env)
+    ctrl.reset()
+    for _ in range(60):  # the scripted gripper goes down to the cloth's edge, stopping before it closes
+        action = ctrl(obs)
+        if ctrl.phase == "grasp":
+            break
+        obs, *_ = env.step(action)
+    u = env.unwrapped
+    assert u.pinched_vertex() < 0, "the grasp should not have happened yet"
+    K, H = 2, 4
+    planner = make_planner("mppi", env, horizon=H, samples=K, nthread=2)
+    planner.load()
+    actions = np.zeros((K, H, env.action_space.shape[0]))
+    actions[0, :, -1] = 1.0  # close: pinch, then lift
+    actions[0, 2:, 2] = 1.0
+    actions[1, :, -1] = -1.0  # stay open and lift: the cloth stays down
+    actions[1, 2:, 2] = 1.0
+    r = planner.rollout.rollout(actions)
+    for k in range(K):
+        replay = copy.deepcopy(env)
+        for h in range(H):
+            replay.step(actions[k, h])
+            np.testing.assert_array_equal(r.points[k, h], replay.unwrapped._points)
+        assert (replay.unwrapped.pinched_vertex() >= 0) == (k == 0)
+    assert r.points[0, -1, :, 2].max() > r.points[1, -1, :, 2].max() + 0.01  # the pinched cloth was lifted

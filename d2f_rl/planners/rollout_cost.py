@@ -107,6 +107,8 @@ class BatchRollout:
             if n:
                 self._state.append((name, bit, n, self.batch.bind(name)))
         self._ctrl = self.batch.bind("ctrl")
+        # a controller may switch equality constraints (the cloth task's pinch grasp): copy them too
+        self._eq_active = next((view for name, _, _, view in self._state if name == "eq_active"), None)
         self._qpos = self.batch.bind("qpos")
         self._qvel = self.batch.bind("qvel")
         self._xpos = self.batch.bind("xpos")
@@ -168,6 +170,8 @@ class BatchRollout:
                 ctl.apply(m, sd, actions[k, h])  # the env's own action -> ctrl mapping
                 targets[k], yaws[k], grips[k] = ctl.target_pos, ctl.target_yaw, ctl.grip
                 self._ctrl[k] = sd.ctrl
+                if self._eq_active is not None:
+                    self._eq_active[k] = sd.eq_active
             try:
                 self.batch.step(nstep=self.n_substeps)
             except Exception as e:  # mujoco.batch.SimulationError: those samples kept their state
