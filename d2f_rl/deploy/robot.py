@@ -110,6 +110,22 @@ class ReplayRobot:
         return self._tcp[self.index]
 
 
+def _wrappers(spec: Any) -> List[tuple]:
+    """``[(class, kwargs)]`` from an rl-zoo ``env_wrapper`` spec (a class path, or a list of paths /
+    ``{path: kwargs}``), as :func:`d2f_rl.utils.get_wrapper_class` reads it (without its yaml import)."""
+    import importlib
+
+    out = []
+    for item in (spec if isinstance(spec, list) else [spec]) if spec else []:
+        if isinstance(item, dict):
+            ((name, kwargs),) = item.items()
+        else:
+            name, kwargs = item, {}
+        module, _, attr = str(name).rpartition(".")
+        out.append((getattr(importlib.import_module(module), attr), dict(kwargs or {})))
+    return out
+
+
 class SimulatedRobot:
     """A d2f env as the robot: ``act`` steps the MuJoCo simulation one control period.
 
@@ -135,10 +151,8 @@ class SimulatedRobot:
         if max_episode_steps is not None:
             kwargs["max_episode_steps"] = int(max_episode_steps)
         env = gym.make(env_id, **kwargs)
-        if wrapper:
-            from ..utils import get_wrapper_class  # a wrapper named in the run's config (e.g. Float32Observation)
-
-            env = get_wrapper_class(wrapper)(env)
+        for cls, kw in _wrappers(wrapper):  # the run config's env_wrapper (e.g. Float32Observation)
+            env = cls(env, **kw)
         self.env = env
         self.env_id = env_id
         base = env.unwrapped
