@@ -224,3 +224,25 @@ def test_simulated_robot_follows_sb3(runs):
     for obs, action in seen:
         np.testing.assert_allclose(action, model.predict(normalizer.normalize_obs(obs), deterministic=True)[0],
                                    rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("env_id,robot,expected", [
+    (ENV, "pusher", [0, 3]),                    # proprio = tcp(3), qvel(2)
+    (ENV, "panda", [14, 17]),                   # proprio = qpos(7), qvel(7), tcp(3)
+    ("D2F-OpenDrawer-v0", "floating_gripper", [12, 15]),  # qpos(6), qvel(6), tcp(3), opening(1)
+])
+def test_tcp_slice_found_for_each_robot(env_id, robot, expected):
+    """policy.json's tcp_slice: where the measured TCP position sits in the observation."""
+    import gymnasium as gym
+
+    import d2f_envs  # noqa: F401
+    from d2f_rl.export import find_tcp_slice, obs_layout, rollout_observations
+
+    env = gym.make(env_id, robot=robot)
+    rng = np.random.default_rng(0)
+    obs, tcp = rollout_observations(env, lambda o: rng.uniform(-1, 1, env.action_space.shape), 10, seed=0)
+    env.close()
+    found = find_tcp_slice(obs_layout(env), obs, tcp)
+    assert found == expected
+    np.testing.assert_allclose(obs[:, found[0]:found[1]], tcp, atol=1e-9)
+    assert find_tcp_slice(obs_layout(env), obs[:1], tcp[:1]) is None  # one sample cannot disambiguate
