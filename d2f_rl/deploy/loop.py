@@ -7,15 +7,16 @@ Safety, in the order applied each step:
    it has a non-finite entry, or the wrong size, the loop calls ``robot.stop()`` and ends
    (``stop_reason`` starts with ``"watchdog"``). A stalled ``observe()`` cannot hold the
    loop past the timeout.
-2. **Workspace box** on the TCP position (world, metres): from ``robot.tcp_position()`` if
+2. **Action-rate limit** (``max_action_delta``): ``|a_t - a_{t-1}|`` is clipped per entry
+   (``a_{-1}`` = ``initial_action``, zeros: start from rest).
+3. **Workspace box** on the TCP position (world, metres): from ``robot.tcp_position()`` if
    the robot has it, else from the observation at ``policy.json``'s ``observation.tcp_slice``.
-   Outside the box, each action entry that moves the TCP further out along x/y/z (the
+   At or past a face of the box, each action entry that moves the TCP further out (the
    ``action.dofs`` named ``x``, ``y``, ``z``: the d2f controller's actions are world-frame TCP
    displacements) is zeroed, so the policy can only bring the tool back. More than
    ``workspace_margin`` outside: ``robot.stop()`` and the loop ends (``"workspace: ..."``).
-   Defaults to the env's workspace box from policy.json.
-3. **Action-rate limit** (``max_action_delta``): ``|a_t - a_{t-1}|`` is clipped per entry
-   (``a_{-1}`` = ``initial_action``, zeros: start from rest).
+   Defaults to the env's workspace box from policy.json. This comes after the rate limit:
+   cutting an outward push to 0 is never slowed down by it.
 4. Clip to the action bounds; a non-finite action stops the robot.
 
 ``robot.stop()`` is also called once when the loop ends for any other reason (steps done,
@@ -24,7 +25,6 @@ Safety, in the order applied each step:
 from __future__ import annotations
 
 import dataclasses
-import math
 import queue
 import threading
 import time
@@ -254,7 +254,7 @@ def run_policy(
                 reason, safety = "non-finite action from the policy", True
                 break
 
-            # 3. action-rate limit (before the workspace rule, so zeroing an outward push is never undone)
+            # 2. action-rate limit (before the workspace rule, so zeroing an outward push is never undone)
             if limits.max_action_delta is not None:
                 if prev is None:
                     prev = np.zeros_like(action)
@@ -264,7 +264,7 @@ def run_policy(
                     interventions["action_rate"] += 1
                 action = limited.astype(np.float32)
 
-            # 2. workspace box on the TCP
+            # 3. workspace box on the TCP
             if box is not None:
                 tcp = np.asarray(tcp_from_robot() if tcp_from_robot is not None else obs[tcp_slice], dtype=np.float64)
                 outside = np.maximum(box[0] - tcp, tcp - box[1])  # > 0: outside along that axis
