@@ -144,10 +144,12 @@ def test_realtime_pacing_and_overruns():
     result = run_policy(constant([0, 0]), robot, realtime=True)
     t = result.timing
     assert t["steps"] == 8 and t["target_period_ms"] == pytest.approx(20.0)
-    assert 19.0 <= t["period_mean_ms"] <= 40.0 and t["jitter_max_ms"] is not None
-    # an absolute schedule: a late step does not shift the later ones, and the loop never runs ahead
-    assert robot.action_times[-1] - robot.action_times[0] >= 7 * 0.020 - 0.002
-    assert t["overruns"] <= 1  # the constant policy takes microseconds (1: a descheduled step on a busy CI)
+    assert t["period_mean_ms"] >= 19.9 and t["jitter_max_ms"] is not None
+    # an absolute schedule: step k starts no earlier than k periods after step 0 (a late step does not
+    # shift the later ones), whatever the machine's load
+    starts = np.array(result.step_starts) - result.step_starts[0]
+    assert (starts >= np.arange(8) * 0.020 - 1e-4).all()  # 1e-4: step 0 starts a few µs after the origin
+    assert t["period_mean_ms"] == pytest.approx((starts[-1] / 7) * 1e3)
 
     def slow(obs):  # a policy slower than the 20 ms period
         time.sleep(0.03)

@@ -80,6 +80,8 @@ class DeployResult:
     #: timing statistics (seconds), see :func:`timing_stats`
     timing: Dict[str, Any]
     actions: List[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
+    #: perf_counter() at the start of each completed step
+    step_starts: List[float] = dataclasses.field(default_factory=list, repr=False)
 
 
 class _Observer:
@@ -305,7 +307,7 @@ def run_policy(
         observer.close()
     return DeployResult(steps=step, stop_reason=reason, safety_stop=safety, interventions=interventions,
                         timing=timing_stats(starts[:len(compute)], compute, period, realtime),
-                        actions=actions)
+                        actions=actions, step_starts=starts[:len(compute)])
 
 
 __all__ = ["DeployResult", "SafetyLimits", "run_policy", "timing_stats"]
