@@ -73,15 +73,25 @@ def run_py(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """{"sac": run folder, "ppo": run folder}, each exported once with eval.py --export onnx."""
+    import signal
+
+    import torch
+
     from d2f_rl import evaluate, train
 
     logs = tmp_path_factory.mktemp("logs")
     out = {}
-    for algo in ("sac", "ppo"):
-        run_dir = train.main(["--algo", algo, "-f", str(logs), *COMMON, *TINY[algo]])
-        result = evaluate.main(["-f", str(run_dir), "--export", "onnx"])
-        assert Path(result["export"]["onnx"]) == run_dir / "policy.onnx"
-        out[algo] = run_dir
+    # train.main sets torch's thread count and a SIGTERM handler: give this worker process both back
+    threads, sigterm = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    try:
+        for algo in ("sac", "ppo"):
+            run_dir = train.main(["--algo", algo, "-f", str(logs), *COMMON, *TINY[algo]])
+            result = evaluate.main(["-f", str(run_dir), "--export", "onnx"])
+            assert Path(result["export"]["onnx"]) == run_dir / "policy.onnx"
+            out[algo] = run_dir
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, sigterm)
     return out
 
 
