@@ -188,8 +188,10 @@ def find_tcp_slice(layout: Dict[str, List[int]], observations: np.ndarray, tcp: 
     return [found[0], found[0] + 3] if len(found) == 1 else None
 
 
-def rollout_observations(env: Any, policy: Any, steps: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """``(observations, tcp positions)`` from running ``policy`` (obs -> action) in ``env``."""
+def rollout_observations(env: Any, policy: Any, steps: int, seed: int, resets: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """``(observations, tcp positions)`` from running ``policy`` (obs -> action) in ``env``, then the
+    first observation of ``resets`` more episodes (their random start states make the TCP move even
+    when the policy barely does)."""
     base = env.unwrapped
     tcp_of = (lambda: np.array(base.robot.tcp_pos(base.data), dtype=np.float64)) \
         if hasattr(base, "robot") and hasattr(base, "data") else (lambda: np.full(3, np.nan))
@@ -201,6 +203,10 @@ def rollout_observations(env: Any, policy: Any, steps: int, seed: int) -> Tuple[
         obs, _, terminated, truncated, _ = env.step(policy(obs))
         if terminated or truncated:
             obs, _ = env.reset(seed=seed + i + 1)
+    for i in range(resets):
+        obs, _ = env.reset(seed=seed + steps + 1 + i)
+        observations.append(np.array(obs))
+        tcps.append(tcp_of())
     return np.stack(observations), np.stack(tcps)
 
 
@@ -270,7 +276,8 @@ def export_run(
 
         # ---- check the graph against SB3 on observations of a real rollout (and a few far-out ones
         # that exercise clip_obs) before anything is written
-        observations, tcps = rollout_observations(env, model_policy(model, normalizer, True), verify_steps, seed)
+        observations, tcps = rollout_observations(env, model_policy(model, normalizer, True), verify_steps, seed,
+                                                  resets=8)
         layout = obs_layout(env)
         tcp_slice = find_tcp_slice(layout, observations, tcps)
         obs_dtype = np.dtype(env.observation_space.dtype)
