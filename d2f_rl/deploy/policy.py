@@ -28,9 +28,11 @@ class OnnxPolicy:
     (``self.obs_layout``); it is cast to the env's observation dtype first (what the run's
     observation wrapper did in training) and fed to the graph as float64. Returns float32
     actions of shape ``(n_act,)`` or ``(B, n_act)``, within ``[action_low, action_high]``.
+    ``threads``: onnxruntime's thread count (0: its default, all cores).
     """
 
-    def __init__(self, onnx_path, meta_path=None, providers: Optional[Sequence[str]] = None, check_hash: bool = True):
+    def __init__(self, onnx_path, meta_path=None, providers: Optional[Sequence[str]] = None, check_hash: bool = True,
+                 threads: int = 1):
         import onnxruntime as ort
 
         self.onnx_path = Path(onnx_path)
@@ -48,7 +50,10 @@ class OnnxPolicy:
         if check_hash and want and hashlib.sha256(data).hexdigest() != want:
             raise PolicyFileError(f"{self.onnx_path} does not match {self.meta_path} (sha256 differs): "
                                   "the two files come from different exports")
-        self.session = ort.InferenceSession(data, providers=list(providers or ["CPUExecutionProvider"]))
+        options = ort.SessionOptions()
+        if threads > 0:  # one thread: the lowest latency for these small MLPs, and no fight with the robot's threads
+            options.intra_op_num_threads = options.inter_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(data, options, providers=list(providers or ["CPUExecutionProvider"]))
         (inp,) = self.session.get_inputs()
         (out,) = self.session.get_outputs()
         self.input_name, self.output_name = inp.name, out.name
