@@ -5,6 +5,7 @@ Entry point: ``python eval.py ...`` (top level) calls :func:`main`::
     python eval.py -f logs/sac/D2F-PushT-v0_1 --episodes 50 --video --json out.json
     python eval.py --env D2F-PushT-v0 --policy random
     python eval.py --env D2F-PushT-v0 --planner mppi --horizon 10 --samples 64 --iterations 2
+    python eval.py -f logs/sac/D2F-PushT-v0_1 --export onnx   # policy.onnx + policy.json (d2f_rl.export)
 
 A run is loaded with its own configuration: env id, env kwargs, env wrapper and
 observation-normalisation statistics; the model is ``best_model/`` if present,
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the PNG plots (tracking error, training curve)")
     p.add_argument("--device", type=str, default="cpu", help="torch device")
     p.add_argument("--gym-packages", type=str, nargs="+", default=[], help="extra modules that register envs")
+    p.add_argument("--export", type=str, default=None, choices=("onnx",),
+                   help="instead of evaluating, export the run's deterministic policy (with its observation "
+                        "normalisation) to policy.onnx + policy.json for d2f_rl.deploy (see d2f_rl/export.py)")
+    p.add_argument("--export-dir", type=str, default=None, help="--export: output folder; None: the run folder")
+    p.add_argument("--overwrite", action="store_true", help="--export: replace an existing policy.onnx/policy.json")
     return p
 
 
@@ -249,6 +255,17 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if run_dir is not None:
         saved = read_yaml(run_dir / "args.yml")
         import_env_packages(saved.get("gym_packages", []))
+    if args.export is not None:
+        if args.policy != "model":
+            raise SystemExit("--export exports a trained run: use it with -f <run folder> (not --policy random/--planner)")
+        from .export import ExportError, export_run, print_export
+
+        try:
+            exported = export_run(run_dir, args.export, args.export_dir, args.overwrite, args.model, seed=args.seed)
+        except ExportError as e:
+            raise SystemExit(f"--export: {e}") from None
+        print_export(exported)
+        return {"export": {"onnx": str(exported["onnx"]), "json": str(exported["json"])}, "meta": exported["meta"]}
     if args.policy == "model":
         model, normalizer, env_id, env_kwargs, wrapper, model_path = load_run(run_dir, args.model, args.device)
         if args.env and args.env != env_id:
