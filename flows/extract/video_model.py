@@ -333,7 +333,10 @@ class DiffusersVideoGenerator:
         cls = self.resolve_class(diffusers, index)
         self.class_name = cls.__name__
         dtype = self._torch_dtype(torch, self.device)
-        kwargs: Dict[str, Any] = {"torch_dtype": dtype}
+        from diffusers.pipelines import pipeline_utils
+
+        # diffusers >= 0.40 calls it dtype (torch_dtype is deprecated there), older ones torch_dtype
+        kwargs: Dict[str, Any] = {"dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype": dtype}
         if folder is None:
             kwargs.update(revision=self.revision, local_files_only=self.local_files_only or _offline())
         try:
