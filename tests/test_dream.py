@@ -160,6 +160,11 @@ def test_missing_image_and_bad_models_give_clear_errors(tmp_path, capsys, monkey
     t2i.mkdir()
     (t2i / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     assert "StableDiffusionPipeline does not take a start image" in run(str(t2i))
+    # an mp4 needs even sides: refused before the model is loaded (a .gif takes any size)
+    odd = tmp_path / "odd.png"
+    imageio.imwrite(odd, np.zeros((31, 40, 3), np.uint8))
+    assert main(["dream", "--image", str(odd), "--prompt", "x", "-o", str(out), "--model", str(t2i)]) == 1
+    assert "40x31 (WxH)" in capsys.readouterr().err
     # diffusers missing: says what to install
     monkeypatch.setitem(sys.modules, "diffusers", None)
     assert "pip install 'dream2flow-gym[dream]'" in run(str(t2i))
@@ -220,6 +225,10 @@ def test_dream_video_seed_prompt_image_and_size_reach_the_model(tmp_path, tiny_m
     n = dream_video(start_image, INSTRUCTION, tmp_path / "frames", keep_size=False, seed=0, **kw)
     assert n.frames.shape == (9, 32, 64, 3) and read_video(n.video)[0].shape == (9, 32, 64, 3)
     assert (tmp_path / "frames.json").is_file()
+    # --overwrite of a frame folder with a shorter video leaves no stale frames
+    n5 = dream_video(start_image, INSTRUCTION, tmp_path / "frames", keep_size=False, overwrite=True,
+                     **{**kw, "num_frames": 5})
+    assert n5.frames.shape[0] == 5 and read_video(n5.video)[0].shape == (5, 32, 64, 3)
 
 
 def test_text_to_video_class_is_swapped_for_its_image_to_video_sibling(tmp_path, tiny_model, start_image,
@@ -234,6 +243,10 @@ def test_text_to_video_class_is_swapped_for_its_image_to_video_sibling(tmp_path,
     frames, settings = gen.generate(read_video(start_image)[0][0], "push", num_frames=9, height=32, width=64,
                                     steps=2, progress=False)
     assert settings["pipeline"] == "LTXImageToVideoPipeline" and frames.shape == (9, 32, 64, 3)
+    # without --height/--width: LTX's default 512x704 pixel count at the start image's aspect ratio
+    pipe = gen.load()
+    assert gen.default_size(pipe, gen._defaults(pipe)) == (512, 704, False)
+    assert gen.default_fps(gen._defaults(pipe)) == 25
     # --pipeline forces a class; one that is not in diffusers is named
     with pytest.raises(DreamError, match="NoSuchPipeline.*not in diffusers"):
         DiffusersVideoGenerator(model=str(t2v), pipeline="NoSuchPipeline", device="cpu").load()

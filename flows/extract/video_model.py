@@ -36,8 +36,9 @@ Geometry: the extraction stage projects the video with the start image's
 camera (``camera.json``), so by default the frames are written at the start
 image's size. The model runs at a size of the same aspect ratio with about
 the pipeline's default pixel count (sides multiples of 32; ``height`` /
-``width`` override it) and the frames are resized back (``keep_size=False`` /
-``--native-size`` keeps the model's size). The start image is stretched to
+``width`` override it; CogVideoX 1.0 I2V only runs at its 480x720) and the
+frames are resized back (``keep_size=False`` / ``--native-size`` keeps the
+model's size). The start image is stretched to
 the generation size by the pipeline, so stretching back keeps pixels aligned.
 
 Prompting: the paper found that videos of a human hand doing the task move
@@ -362,17 +363,20 @@ class DiffusersVideoGenerator:
         return {k: default(k) for k in ("height", "width", "num_frames", "num_inference_steps", "guidance_scale",
                                         "frame_rate", "max_sequence_length")} | {"_params": set(params)}
 
-    def default_area(self, pipe, d: Dict[str, Any]) -> int:
+    def default_size(self, pipe, d: Dict[str, Any]) -> Tuple[int, int, bool]:
+        """The pipeline's default (height, width) and whether it is the only size it runs at (CogVideoX 1.0
+        I2V: learned positional embeddings)."""
         h = d["height"] or getattr(pipe, "default_height", None)
         w = d["width"] or getattr(pipe, "default_width", None)
+        cfg = getattr(getattr(pipe, "transformer", None), "config", None)
+        fixed = bool(getattr(cfg, "use_learned_positional_embeddings", False))
         if not (h and w):  # CogVideoX: the transformer's sample size in latents
-            cfg = getattr(getattr(pipe, "transformer", None), "config", None)
             s = getattr(pipe, "vae_scale_factor_spatial", 8)
             if cfg is not None and getattr(cfg, "sample_height", None) and getattr(cfg, "sample_width", None):
                 h, w = cfg.sample_height * s, cfg.sample_width * s
             else:
                 h, w = 480, 720
-        return int(h) * int(w)
+        return int(h), int(w), fixed
 
     def default_fps(self, d: Dict[str, Any]) -> float:
         if d["frame_rate"]:
@@ -391,7 +395,11 @@ class DiffusersVideoGenerator:
         torch = self._torch
         d = self._defaults(pipe)
         image = np.asarray(image)
-        gh, gw = generation_size(image.shape[:2], self.default_area(pipe, d), height=height, width=width)
+        dh, dw, fixed = self.default_size(pipe, d)
+        if fixed and height is None and width is None:
+            gh, gw = dh, dw
+        else:
+            gh, gw = generation_size(image.shape[:2], dh * dw, height=height, width=width)
         fps = float(fps) if fps is not None else self.default_fps(d)
         from PIL import Image
 
@@ -478,6 +486,8 @@ def dream_video(
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise DreamError(f"fps must be > 0, got {fps}")
     img, image_path = load_image(image)
+    if keep_size:
+        _check_even(out, img.shape[:2])
     full_prompt = build_prompt(prompt, hand_prompt=hand_prompt, static_camera_prompt=static_camera_prompt)
     negative = negative_prompt if negative_prompt is not None else (HAND_NEGATIVE_PROMPT if hand_prompt else None)
 
@@ -498,6 +508,7 @@ def dream_video(
               "rule, e.g. 8k+1 for LTX-Video and CogVideoX, 4k+1 for Wan)", file=sys.stderr)
     if keep_size:
         frames = _resize_frames(frames, img.shape[:2])
+    _check_even(out, frames.shape[1:3])
     fps_out = float(settings.get("fps") or fps or FALLBACK_FPS)
 
     model_id = getattr(gen, "model_id", model) or ""
@@ -526,9 +537,22 @@ def dream_video(
         "versions": _versions(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == "" and out.is_dir():  # --overwrite of a frame folder: no stale frames of a longer video
+        for f in out.iterdir():
+            if re.fullmatch(r"\d{5}\.png", f.name):
+                f.unlink()
     path = write_video(out, frames, fps=fps_out)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DreamError(f"{path}: the video writer wrote nothing (ffmpeg failed; see its messages above)")
     side.write_text(json.dumps(meta, indent=2) + "\n")
     return DreamResult(video=path, sidecar=side, frames=frames, fps=fps_out, metadata=meta)
+
+
+def _check_even(out: Path, hw: Tuple[int, int]) -> None:
+    """mp4 (H.264, yuv420p) needs even sides; gif and PNG folders take any size."""
+    if out.suffix.lower() not in ("", ".gif") and (hw[0] % 2 or hw[1] % 2):
+        raise DreamError(f"{out}: the video would be {hw[1]}x{hw[0]} (WxH) and {out.suffix} (H.264) needs even "
+                         "sides; write a .gif or a PNG folder (no suffix), or crop the start image (and its camera)")
 
 
 def _versions() -> Dict[str, str]:
