@@ -233,7 +233,7 @@ def _run_dream(args: argparse.Namespace) -> int:
     from flows.extract.video_model import dream_video
 
     options = {"device": args.device, "dtype": args.dtype, "offload": args.offload, "revision": args.revision,
-               "pipeline": args.pipeline}
+               "pipeline": args.pipeline, "progress": not args.no_progress}
     if args.model:
         options["model"] = args.model
     res = dream_video(
@@ -245,7 +245,8 @@ def _run_dream(args: argparse.Namespace) -> int:
     )
     T, H, W = res.frames.shape[:3]
     print(f"wrote {res.video}: {T} frames {W}x{H} at {res.fps:g} fps ({res.metadata['settings']['pipeline']}, "
-          f"seed {res.metadata['seed']}, {res.metadata['elapsed_s']:.1f} s); settings in {res.sidecar}")
+          f"seed {res.metadata['seed']}, {res.metadata['elapsed_s']:.1f} s + {res.metadata['load_s']:.1f} s loading); "
+          f"settings in {res.sidecar}")
     print(f"next: python -m flows extract {res.video} --object NAME --camera camera.json "
           f"--generator {shlex.quote(res.metadata['generator'])} -o flow.npz")
     return 0

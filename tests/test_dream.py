@@ -175,8 +175,9 @@ def test_cli_dream_writes_video_and_sidecar_and_respects_seed_and_overwrite(tmp_
                                                                             one_torch_thread, capsys):
     out = tmp_path / "dreams" / "video.mp4"
     assert main(dream_args(start_image, tiny_model, out, "--seed", "3", "--fps", "10")) == 0
-    stdout = capsys.readouterr().out
-    assert f"wrote {out}: 9 frames 64x48" in stdout and "python -m flows extract" in stdout
+    captured = capsys.readouterr()
+    assert f"wrote {out}: 9 frames 64x48" in captured.out and "python -m flows extract" in captured.out
+    assert "Loading pipeline components" not in captured.err and "it/s" not in captured.err  # --no-progress
     frames, fps = read_video(out)
     assert frames.shape == (9, 48, 64, 3) and fps == pytest.approx(10)  # resized back to the start image's size
     meta = json.loads(sidecar_path(out).read_text())
@@ -187,7 +188,7 @@ def test_cli_dream_writes_video_and_sidecar_and_respects_seed_and_overwrite(tmp_
     s = meta["settings"]
     assert s["pipeline"] == "LTXImageToVideoPipeline" and s["steps"] == 2 and s["generation_size"] == [64, 32]
     assert s["device"] == "cpu" and s["dtype"] == "float32" and s["num_frames"] == 9 and meta["fps"] == 10
-    assert "diffusers" in meta["versions"] and meta["image"] == str(start_image)
+    assert "diffusers" in meta["versions"] and meta["image"] == str(start_image) and meta["load_s"] > 0
 
     # never overwrite without --overwrite: the video and its sidecar stay as they were
     before = out.read_bytes(), sidecar_path(out).read_text()

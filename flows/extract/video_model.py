@@ -65,8 +65,11 @@ imported only when a model is loaded; ``accelerate`` only for ``offload``.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import json
 import math
@@ -197,6 +200,26 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
+@contextlib.contextmanager
+def _loading_bars(enabled: bool):
+    """diffusers' and transformers' loading progress bars on or (temporarily) off."""
+    libs = []
+    if not enabled:
+        for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+            try:
+                lib = importlib.import_module(name)
+            except ImportError:
+                continue
+            if lib.is_progress_bar_enabled():
+                lib.disable_progress_bar()
+                libs.append(lib)
+    try:
+        yield
+    finally:
+        for lib in libs:
+            lib.enable_progress_bar()
+
+
 # ---------------------------------------------------------------------- diffusers
 @VIDEO_GENERATORS.register("diffusers")
 class DiffusersVideoGenerator:
@@ -208,14 +231,14 @@ class DiffusersVideoGenerator:
     ``dtype``: ``"auto"`` (bfloat16 on cuda, float16 on mps, float32 on cpu), ``"float32"``,
     ``"float16"`` or ``"bfloat16"``. ``offload``: model CPU offload (needs ``accelerate``)
     for GPUs too small for the whole pipeline. ``local_files_only``: never download
-    (also with ``HF_HUB_OFFLINE=1``).
+    (also with ``HF_HUB_OFFLINE=1``). ``progress``: diffusers' loading bars.
     """
 
     name = "diffusers"
 
     def __init__(self, model: str = DEFAULT_MODEL, pipeline: Optional[str] = None, device: Optional[str] = None,
                  dtype: str = "auto", offload: bool = False, revision: Optional[str] = None,
-                 local_files_only: bool = False):
+                 local_files_only: bool = False, progress: bool = True):
         if dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise DreamError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
         self.model_id = str(model)
@@ -225,6 +248,7 @@ class DiffusersVideoGenerator:
         self.offload = bool(offload)
         self.revision = revision
         self.local_files_only = bool(local_files_only)
+        self.progress = bool(progress)
         self._pipe = None
         self._torch = None
         self.class_name: Optional[str] = None
@@ -340,10 +364,14 @@ class DiffusersVideoGenerator:
         kwargs: Dict[str, Any] = {"dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype": dtype}
         if folder is None:
             kwargs.update(revision=self.revision, local_files_only=self.local_files_only or _offline())
-        try:
-            pipe = cls.from_pretrained(str(folder) if folder is not None else self.model_id, **kwargs)
-        except (OSError, ValueError, TypeError) as exc:
-            raise OSError(f"{self.model_id}: cannot load the {cls.__name__} pipeline ({type(exc).__name__}: {exc})") from exc
+        if importlib.util.find_spec("accelerate") is None:  # what diffusers falls back to, without its warning
+            kwargs["low_cpu_mem_usage"] = False
+        with _loading_bars(self.progress):
+            try:
+                pipe = cls.from_pretrained(str(folder) if folder is not None else self.model_id, **kwargs)
+            except (OSError, ValueError, TypeError) as exc:
+                raise OSError(f"{self.model_id}: cannot load the {cls.__name__} pipeline "
+                              f"({type(exc).__name__}: {exc})") from exc
         if self.offload:
             pipe.enable_model_cpu_offload(device=self.device)
         else:
@@ -496,6 +524,10 @@ def dream_video(
         options["model"] = model
     gen = VIDEO_GENERATORS.create(generator, **options)
     t0 = time.perf_counter()
+    if callable(getattr(gen, "load", None)):
+        gen.load()
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     frames, settings = gen.generate(img, full_prompt, negative_prompt=negative, num_frames=num_frames,
                                     height=height, width=width, steps=steps, guidance=guidance, fps=fps,
                                     seed=seed, progress=progress)
@@ -532,6 +564,7 @@ def dream_video(
         "fps": fps_out,
         "settings": {"requested": {"num_frames": num_frames, "fps": fps, "steps": steps, "guidance": guidance,
                                    "height": height, "width": width, "keep_size": keep_size}, **settings},
+        "load_s": round(load_s, 3),
         "elapsed_s": round(elapsed, 3),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
