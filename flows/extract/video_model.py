@@ -12,7 +12,9 @@ Command line (``python -m flows dream``)::
         [--steps 50] [--guidance 3] [--seed 0] [--height 480 --width 640] [--negative-prompt TEXT] \\
         [--device cuda] [--dtype bfloat16] [--no-hand-prompt] [--overwrite]
     python -m flows extract video.mp4 --object "T-block" --camera camera.json --depth depth0.npz \\
-        --depth-model depth-anything --generator "$(jq -r .generator video.mp4.json)" -o flow.npz
+        --depth-model depth-anything --generator "diffusers:Lightricks/LTX-Video seed=0" -o flow.npz
+
+(``dream`` prints that ``--generator`` string; it is also the sidecar's ``generator`` field.)
 
 From Python::
 
@@ -26,11 +28,13 @@ The pipeline class is read from the model's ``model_index.json``; a
 text-to-video class whose weights also do image-to-video is swapped for its
 image-to-video sibling (:data:`IMAGE_TO_VIDEO_CLASSES`: ``LTXPipeline`` ->
 ``LTXImageToVideoPipeline``, ``WanPipeline`` -> ``WanImageToVideoPipeline``
-for Wan2.2-TI2V-5B); ``pipeline=`` / ``--pipeline`` forces a class. Tried
-shapes: LTX-Video (``Lightricks/LTX-Video``, the default: 2B, fast),
-Wan2.1 I2V (``Wan-AI/Wan2.1-I2V-14B-480P-Diffusers``), CogVideoX I2V
-(``THUDM/CogVideoX-5b-I2V``). Offline (``HF_HUB_OFFLINE=1``) only the local
-cache and local folders are used.
+for Wan2.2-TI2V-5B); ``pipeline=`` / ``--pipeline`` forces a class. Meant
+for LTX-Video (``Lightricks/LTX-Video``, the default: 2B, fast), Wan2.1 I2V
+(``Wan-AI/Wan2.1-I2V-14B-480P-Diffusers``), Wan2.2 TI2V
+(``Wan-AI/Wan2.2-TI2V-5B-Diffusers``) and CogVideoX I2V
+(``THUDM/CogVideoX-5b-I2V``); the tests run the same code on a tiny random
+``LTXImageToVideoPipeline`` (real weights are not downloadable offline).
+Offline (``HF_HUB_OFFLINE=1``) only the local cache and local folders are used.
 
 Geometry: the extraction stage projects the video with the start image's
 camera (``camera.json``), so by default the frames are written at the start
@@ -372,6 +376,10 @@ class DiffusersVideoGenerator:
             except (OSError, ValueError, TypeError) as exc:
                 raise OSError(f"{self.model_id}: cannot load the {cls.__name__} pipeline "
                               f"({type(exc).__name__}: {exc})") from exc
+        if index.get("_class_name") == "WanPipeline" and cls.__name__ == "WanImageToVideoPipeline" \
+                and not getattr(pipe.config, "expand_timesteps", False):
+            raise DreamError(f"{self.model_id}: a text-to-video Wan model (WanPipeline without expand_timesteps); "
+                             "use an image-to-video one (Wan2.1-I2V, Wan2.2-TI2V-5B)")
         if self.offload:
             pipe.enable_model_cpu_offload(device=self.device)
         else:
