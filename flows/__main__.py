@@ -13,12 +13,19 @@ Commands:
       python -m flows show flow.npz -o flow.png
       python -m flows show flow.npz --video VIDEO -o overlay.mp4
 
+* ``dream``: start image + instruction -> video with an image-to-video model
+  (``flows.extract.video_model``; needs ``dream2flow-gym[dream]``), the input of ``extract``::
+
+      python -m flows dream --image start.png --prompt "push the T-block into the target" \\
+          [--model Lightricks/LTX-Video | --model DIR] [--num-frames 97] [--seed 0] -o video.mp4
+
 New commands register a ``(name, add_arguments, run)`` triple in
 :data:`COMMANDS` (``run(args) -> exit code``).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -188,11 +195,70 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- dream
+def _add_dream(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", required=True, help="start image (PNG/JPG), e.g. the env's first camera frame")
+    p.add_argument("--prompt", required=True, help="task instruction, e.g. 'push the T-block into the target'")
+    p.add_argument("-o", "--output", required=True,
+                   help="output video (.mp4, .gif, or a folder of PNG frames); a sidecar OUTPUT.json is written too")
+    p.add_argument("--model", default=None,
+                   help="diffusers image-to-video pipeline: hub id or local folder (default Lightricks/LTX-Video)")
+    p.add_argument("--pipeline", default=None, help="diffusers pipeline class, overriding the model's model_index.json")
+    p.add_argument("--num-frames", type=int, default=None, help="frames to generate (default: the pipeline's)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of the video (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the pipeline's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same video; default 0)")
+    p.add_argument("--height", type=int, default=None,
+                   help="generation height (default: the image's aspect ratio at about the pipeline's default size)")
+    p.add_argument("--width", type=int, default=None, help="generation width (see --height)")
+    p.add_argument("--native-size", action="store_true",
+                   help="write frames at the generation size instead of resizing them to the start image's size")
+    p.add_argument("--negative-prompt", default=None,
+                   help="negative prompt (default with the hand prompt: robot, gripper, camera motion, ...)")
+    p.add_argument("--no-hand-prompt", action="store_true",
+                   help="do not append the human-hand / no-robot sentence to the prompt")
+    p.add_argument("--no-static-camera-prompt", action="store_true",
+                   help="do not append the fixed-camera sentence to the prompt")
+    p.add_argument("--device", default="auto", help="torch device: auto (default: cuda, mps, cpu), cuda, cpu, ...")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="weights dtype (auto: bfloat16 on cuda, float32 on cpu)")
+    p.add_argument("--offload", action="store_true", help="model CPU offload for small GPUs (needs accelerate)")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (and its sidecar)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_dream(args: argparse.Namespace) -> int:
+    from flows.extract.video_model import dream_video
+
+    options = {"device": args.device, "dtype": args.dtype, "offload": args.offload, "revision": args.revision,
+               "pipeline": args.pipeline, "progress": not args.no_progress}
+    if args.model:
+        options["model"] = args.model
+    res = dream_video(
+        args.image, args.prompt, args.output, model=None, negative_prompt=args.negative_prompt,
+        hand_prompt=not args.no_hand_prompt, static_camera_prompt=not args.no_static_camera_prompt,
+        num_frames=args.num_frames, fps=args.fps, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        height=args.height, width=args.width, keep_size=not args.native_size, overwrite=args.overwrite,
+        progress=not args.no_progress, generator_options=options,
+    )
+    T, H, W = res.frames.shape[:3]
+    print(f"wrote {res.video}: {T} frames {W}x{H} at {res.fps:g} fps ({res.metadata['settings']['pipeline']}, "
+          f"seed {res.metadata['seed']}, {res.metadata['elapsed_s']:.1f} s + {res.metadata['load_s']:.1f} s loading); "
+          f"settings in {res.sidecar}")
+    print(f"next: python -m flows extract {res.video} --object NAME --camera camera.json "
+          f"--generator {shlex.quote(res.metadata['generator'])} -o flow.npz")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 # name -> (help, add_arguments, run); other commands (e.g. "dream", "render-demo") can be added here
 COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "extract": ("extract a 3D object flow from a video", _add_extract, _run_extract),
     "show": ("plot a flow (3D trajectories) or overlay it on a video", _add_show, _run_show),
+    "dream": ("generate a task video from a start image and an instruction (image-to-video model)",
+              _add_dream, _run_dream),
 }
 
 

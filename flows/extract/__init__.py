@@ -12,6 +12,11 @@ Quick use::
 
 Stages are chosen by name from :data:`TRACKERS`, :data:`DEPTH_ESTIMATORS`
 and :data:`MASKERS`; register your own with ``TRACKERS.register("name", cls)``.
+
+The optional stage before extraction, start image + instruction -> video with
+an image-to-video model (``python -m flows dream``), is
+:mod:`flows.extract.video_model` (registry ``VIDEO_GENERATORS``; needs
+``dream2flow-gym[dream]``, not imported here).
 """
 from .camera import Camera, CameraError, load_camera
 from .depth import DepthAnythingDepth, DepthError, MeasuredDepth, apply_calibration, fit_calibration, load_depth
