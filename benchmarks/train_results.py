@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -45,9 +46,9 @@ def main(argv=None) -> None:
         train_cmd = [sys.executable, "train.py", "--algo", algo, "--env", env_id, "--env-kwargs", f'robot:"{robot}"',
                      "-n", steps, "--seed", str(args.seed), "-f", str(logs), "--eval-freq", "50000",
                      "--eval-episodes", "20", "--no-progress"]
-        t0 = time.perf_counter()
+        t0, load0 = time.perf_counter(), os.getloadavg()[0]
         run(train_cmd, REPO)
-        wall = time.perf_counter() - t0
+        wall, load1 = time.perf_counter() - t0, os.getloadavg()[0]
         run_dir = sorted((logs / algo).glob(f"{env_id}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))[-1]
         out_json = run_dir / "benchmark_eval.json"
         eval_cmd = [sys.executable, "eval.py", "-f", str(run_dir), "--episodes", str(args.episodes), "--seed", "1000",
@@ -58,6 +59,8 @@ def main(argv=None) -> None:
             "algo": algo, "env": env_id, "robot": robot, "env_steps": int(steps), "wall_time_s": wall,
             "episodes": args.episodes, "success_rate": summary["success_rate"],
             "mean_final_error_m": summary["mean_final_error"],
+            # other work on the machine stretches the wall time: the 1-min load average at start and end
+            "load_avg_start_end": [round(load0, 1), round(load1, 1)],
             "train_command": "python " + " ".join(shlex.quote(c) for c in train_cmd[1:]).replace(str(logs), "logs"),
         })
         print(json.dumps(rows[-1]), flush=True)
@@ -69,11 +72,13 @@ def main(argv=None) -> None:
     lines = [
         f"Machine: {machine()}. Each row: `python benchmarks/train_results.py --rows ALGO:ENV:ROBOT:STEPS --episodes {args.episodes}`",
         "",
-        "| algo | env | robot | env steps | wall time | success (eval episodes) | mean final error |",
+        "| algo | env | robot | env steps | wall time (load avg) | success (eval episodes) | mean final error |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min | "
+        load = r.get("load_avg_start_end")
+        load = f" ({max(load):.1f})" if load else ""
+        lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min{load} | "
                      f"{100 * r['success_rate']:.0f} % ({r['episodes']}) | {100 * r['mean_final_error_m']:.2f} cm |")
     write_results(out, rows, lines)
 
