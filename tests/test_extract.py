@@ -579,3 +579,11 @@ print("OK")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("OK"), res.stderr
+
+
+def test_write_video_refuses_odd_sized_mp4_instead_of_an_empty_file(tmp_path):
+    frames = np.zeros((3, 15, 20, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="even width and height, got 20x15"):
+        write_video(tmp_path / "odd.mp4", frames)
+    assert not (tmp_path / "odd.mp4").exists() or (tmp_path / "odd.mp4").stat().st_size == 0
+    assert read_video(write_video(tmp_path / "odd_frames", frames))[0].shape == (3, 15, 20, 3)  # PNG folder: fine

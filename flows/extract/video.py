@@ -123,5 +123,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 30.0) 
     elif path.suffix.lower() == ".gif":
         imageio.mimwrite(path, list(frames), duration=1000.0 / fps, loop=0)
     else:
+        h, w = frames.shape[1:3]
+        if h % 2 or w % 2:  # H.264 in yuv420p needs even sides; ffmpeg would leave an empty file
+            raise ValueError(f"{path}: an mp4 needs an even width and height, got {w}x{h} "
+                             "(write a PNG folder (no suffix) or a .gif, or crop/pad the frames)")
         imageio.mimwrite(path, list(frames), fps=fps, quality=9, macro_block_size=1)
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OSError(f"{path}: ffmpeg wrote no video")
     return path
