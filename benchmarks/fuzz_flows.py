@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
 
     rows = [{"mutation": m, **c} for m, c in counts.items()]
     total = {k: sum(c.get(k, 0) for c in counts.values()) for k in ("error", "intact", "valid-load", "mishandled")}
-    md = [f"Flow-loader fuzz: {args.cases} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {wall:.0f} s.",
+    md = [f"Machine: {machine()}.", "", f"Flow-loader fuzz: {args.cases} cases (seeds {args.seed}..{args.seed + args.cases - 1}), {wall:.0f} s.",
           "", "| mutation | refused (FlowFormatError) | harmless (intact) | valid load | **mishandled** |",
           "|---|---:|---:|---:|---:|"]
     for m, c in counts.items():

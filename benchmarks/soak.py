@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 SOURCES = ("random", "max-magnitude", "bang-bang")
 
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
             bar.set_postfix_str(f"{env_id} {robot}")
             rows.append(soak_pair(env_id, robot, args.steps, args.seed, bar))
 
-    md = [f"Soak: {args.steps} steps per (task, robot), actions cycling {', '.join(SOURCES)} per episode. "
+    md = [f"Machine: {machine()}.", "", f"Soak: {args.steps} steps per (task, robot), actions cycling {', '.join(SOURCES)} per episode. "
           f"Command: `python benchmarks/soak.py" + (f" --steps {args.steps}" if args.steps != 100_000 else "") + "`",
           "", "| env | robot | steps | episodes | crashes | non-finite obs/reward | divergences caught | wall |",
           "|---|---|---:|---:|---:|---:|---:|---:|"]
