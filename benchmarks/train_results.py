@@ -31,6 +31,44 @@ def run(cmd, cwd):
     subprocess.run(cmd, cwd=cwd, check=True)
 
 
+def default_robot(env_id: str) -> str:
+    import gymnasium as gym
+
+    import d2f_envs  # noqa: F401  (registers the ids)
+
+    module, name = gym.spec(env_id).entry_point.split(":")
+    return getattr(__import__(module, fromlist=[name]), name).robots[0]
+
+
+def evaluate_existing(run_dir: Path, episodes: int) -> dict:
+    """A row from a finished run folder: eval.py as for trained rows, wall time from its progress.csv files."""
+    import csv
+
+    import yaml
+
+    saved = yaml.safe_load((run_dir / "args.yml").read_text())
+    wall = 0.0
+    for segment in sorted((run_dir / "tb").glob("*/progress.csv")):  # one per (re)start
+        with open(segment) as f:
+            times = [float(r["time/time_elapsed"]) for r in csv.DictReader(f) if r.get("time/time_elapsed")]
+        wall += max(times, default=0.0)
+    out_json = run_dir / "benchmark_eval.json"
+    run([sys.executable, "eval.py", "-f", str(run_dir), "--episodes", str(episodes), "--seed", "1000",
+         "--json", str(out_json), "--no-plots"], REPO)
+    summary = json.loads(out_json.read_text())["summary"]
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    command = (run_dir / "command.txt").read_text().splitlines()[0]
+    return {
+        "algo": saved["algo"], "env": saved["env"], "robot": (config.get("env_kwargs") or {}).get("robot") or default_robot(saved["env"]),
+        "env_steps": int(saved["n_timesteps"]), "wall_time_s": wall, "episodes": episodes,
+        "success_rate": summary["success_rate"], "mean_final_error_m": summary["mean_final_error"],
+        "load_avg_start_end": None,  # not recorded by train.py: the run may have shared the machine
+        "from_run": True,
+        "train_command": "python " + command[command.index("train.py"):] if "train.py" in command else command,
+        "hyperparameters": config,
+    }
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help="algo:env:robot:steps")
@@ -38,10 +76,13 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--logs", default=None, help="log folder (default: a temporary one)")
     ap.add_argument("--out", default="benchmarks/results/train_results.json")
+    ap.add_argument("--from-run", nargs="+", default=[], metavar="RUN_DIR",
+                    help="instead of training: evaluate finished train.py run folders the same way; the row keeps "
+                         "the run's own command (command.txt) and its training wall time (TensorBoard csv)")
     args = ap.parse_args(argv)
     logs = Path(args.logs or tempfile.mkdtemp(prefix="d2f_train_results_"))
-    rows = []
-    for spec in args.rows:
+    rows = [evaluate_existing(Path(d), args.episodes) for d in args.from_run]
+    for spec in ([] if args.from_run else args.rows):
         algo, env_id, robot, steps = spec.split(":")
         train_cmd = [sys.executable, "train.py", "--algo", algo, "--env", env_id, "--env-kwargs", f'robot:"{robot}"',
                      "-n", steps, "--seed", str(args.seed), "-f", str(logs), "--eval-freq", "50000",
@@ -77,9 +118,12 @@ def main(argv=None) -> None:
     ]
     for r in rows:
         load = r.get("load_avg_start_end")
-        load = f" ({max(load):.1f})" if load else ""
+        load = f" ({max(load):.1f})" if load else (" †" if r.get("from_run") else "")
         lines.append(f"| {r['algo']} | {r['env']} | {r['robot']} | {r['env_steps']:,} | {r['wall_time_s'] / 60:.1f} min{load} | "
                      f"{100 * r['success_rate']:.0f} % ({r['episodes']}) | {100 * r['mean_final_error_m']:.2f} cm |")
+    if any(r.get("from_run") for r in rows):
+        lines += ["", "† evaluated from a finished run folder (`--from-run`); the command is the run's own "
+                      "(`train_command` in the JSON) and its wall time includes whatever else the machine was running."]
     write_results(out, rows, lines)
 
 
