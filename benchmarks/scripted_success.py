@@ -2,6 +2,7 @@
 
     python benchmarks/scripted_success.py                  # 20 seeds per (task, robot)
     python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
+    python benchmarks/scripted_success.py --env D2F-OpenDoor-v0 --robot gr1   # one row; the others are kept
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
 for the drawer and door) read the simulator state: they show that each task is solvable
@@ -11,6 +12,7 @@ learned policies.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -41,10 +43,20 @@ def episode(env, policy, seed):
     return out["return"], out["is_success"], out["final_error"]
 
 
+def robots_of(env_id):
+    """The robots the env id's class lists."""
+    import gymnasium as gym
+
+    module, name = gym.spec(env_id).entry_point.split(":")
+    return getattr(importlib.import_module(module), name).robots
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="episodes (seeds 0..n-1) per task and robot")
     ap.add_argument("--out", default="benchmarks/results/scripted_success.json")
+    ap.add_argument("--env", action="append", default=None, help="only these env ids (repeatable)")
+    ap.add_argument("--robot", action="append", default=None, help="only these robots (repeatable)")
     args = ap.parse_args(argv)
     import gymnasium as gym
 
@@ -52,9 +64,11 @@ def main(argv=None) -> None:
 
     rows = []
     for env_id in d2f_envs.ENV_IDS:
-        module, name = gym.spec(env_id).entry_point.split(":")
-        robots = getattr(__import__(module, fromlist=[name]), name).robots
-        for robot in robots:
+        if args.env and env_id not in args.env:
+            continue
+        for robot in robots_of(env_id):
+            if args.robot and robot not in args.robot:
+                continue
             env = gym.make(env_id, robot=robot)
             ctrl = make_controller(env)
             t0 = time.perf_counter()
@@ -73,6 +87,12 @@ def main(argv=None) -> None:
             rows.append(row)
             print(json.dumps(row))
             env.close()
+    out = Path(args.out)
+    if out.is_file():  # keep the rows of earlier runs that this one did not redo, in the registry's order
+        redone = {(r["env"], r["robot"]) for r in rows}
+        kept = [r for r in json.loads(out.read_text())["rows"] if (r["env"], r["robot"]) not in redone]
+        rank = {key: i for i, key in enumerate((e, r) for e in d2f_envs.ENV_IDS for r in robots_of(e))}
+        rows = sorted(kept + rows, key=lambda r: rank.get((r["env"], r["robot"]), len(rank)))
     lines = [
         f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds {args.seeds}`).",
         "",
@@ -84,7 +104,7 @@ def main(argv=None) -> None:
             f"| {r['env']} | {r['robot']} | {100 * r['scripted_success']:.0f} % | {r['scripted_return']:.1f} | "
             f"{100 * r['scripted_final_error_m']:.2f} cm | {100 * r['random_success']:.0f} % | {r['random_return']:.1f} |"
         )
-    write_results(Path(args.out), rows, lines)
+    write_results(out, rows, lines)
 
 
 if __name__ == "__main__":
