@@ -16,7 +16,6 @@ yaw inside its range rather than at its +3 rad stop.
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from .arm import ArmRobot
@@ -24,8 +23,8 @@ from .arm import ArmRobot
 #: forward bend of the waist (rad, ``torso_waist_pitch``; the model allows -0.52 ... 1.22)
 WAIST_PITCH = 0.85
 #: turn of the gripper about the forearm axis (rad): the door task's tool yaws (about -1.7 ...
-#: +0.4 rad) then need the wrist yaw at ~1.2 ... 2.7 rad of its +-3 rad (a quarter turn less
-#: leaves it at its +3 rad stop for yaws above ~0.3 rad)
+#: +0.4 rad) then need the wrist yaw at ~1.2 ... 2.7 rad of its +-3 rad (with -pi/2 it already
+#: sits at its +3 rad stop when the tool yaws +0.4 rad above the cabinet)
 FLANGE_TURN = -0.75 * np.pi
 
 
@@ -62,7 +61,7 @@ class GR1Robot(ArmRobot):
     max_joint_step = 0.25
     # reach: the wrist (r_hand_roll) of the straight arm lies on a 0.49 m sphere about the shoulder
     # roll joint's origin (in the pelvis frame with the waist bent by WAIST_PITCH); 0.475 m keeps the
-    # elbow bent by at least ~0.35 rad, away from the straight-arm singularity
+    # elbow bent by at least ~0.4 rad, away from the straight-arm singularity
     shoulder_offset = (0.248, -0.187, 0.28)
     wrist_to_flange_ahead = 0.0
     wrist_to_flange_down = 0.03
@@ -71,7 +70,8 @@ class GR1Robot(ArmRobot):
     def attach(self, spec, base_pos, base_yaw, tcp_height):
         super().attach(spec, base_pos, base_yaw, tcp_height)
         # the welded humanoid is ~35 bodies without a joint (pelvis, waist, legs, head, left arm) that
-        # every substep's kinematics, inertia and gravity-compensation passes would still visit: fuse
-        # them into the world body (and the joint-less mount bodies on the hand into the hand) when
-        # the scene compiles; the scene's other bodies are jointed or mocap, which fusing leaves alone
+        # every substep's kinematics, inertia and gravity-compensation passes would still visit: let
+        # the compiler fuse them into their parents (all but 7 go; the joint-less mount bodies on the
+        # hand go into the hand), ~15 % more env steps/s; the scene's other bodies are jointed or
+        # mocap, which fusing leaves alone
         spec.compiler.fusestatic = True
