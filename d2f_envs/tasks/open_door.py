@@ -117,7 +117,7 @@ class OpenDoorEnv(ArticulatedEnv):
     robots = ("floating_gripper", "panda_gripper", "spot_arm", "gr1")
     #: (x, y, z, yaw) of each robot's base: where the handle's whole path is reachable with the
     #: tool pointing down, away from singular postures (GR1: its pelvis; the door's free edge
-    #: passes 4 cm in front of its thighs, its forearm clears the door's top edge by ~7 mm)
+    #: passes 4 cm in front of its thighs, its forearm clears the door's top edge by ~6 mm)
     robot_mounts = {
         "floating_gripper": (0.0, 0.0, 0.0, 0.0),
         "panda_gripper": (-0.5, 0.05, 0.0, 0.0),
