@@ -2,7 +2,7 @@
 
     python benchmarks/scripted_success.py                  # 20 seeds per (task, robot)
     python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
-    python benchmarks/scripted_success.py --env D2F-PickPlace-v0   # redo one task, keep the other rows
+    python benchmarks/scripted_success.py --env D2F-OpenDoor-v0 --robot gr1   # one row; the others are kept
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
 for the drawer and door, d2f_envs/scripted_pick_place.py for pick-and-place, d2f_envs/scripted_cloth.py
@@ -12,6 +12,7 @@ and that the reward ranks flow-following above random motion. They are not learn
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -54,21 +55,32 @@ def episode(env, policy, seed):
     return out["return"], out["is_success"], out["final_error"]
 
 
+def robots_of(env_id):
+    """The robots the env id's class lists."""
+    import gymnasium as gym
+
+    module, name = gym.spec(env_id).entry_point.split(":")
+    return getattr(importlib.import_module(module), name).robots
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="episodes (seeds 0..n-1) per task and robot")
     ap.add_argument("--out", default="benchmarks/results/scripted_success.json")
-    ap.add_argument("--env", action="append", help="only this env id (repeatable); the other rows of --out are kept")
+    ap.add_argument("--env", action="append", default=None, help="only these env ids (repeatable)")
+    ap.add_argument("--robot", action="append", default=None, help="only these robots (repeatable)")
     args = ap.parse_args(argv)
     import gymnasium as gym
 
     import d2f_envs
 
     rows = []
-    for env_id in args.env or d2f_envs.ENV_IDS:
-        module, name = gym.spec(env_id).entry_point.split(":")
-        robots = getattr(__import__(module, fromlist=[name]), name).robots
-        for robot in robots:
+    for env_id in d2f_envs.ENV_IDS:
+        if args.env and env_id not in args.env:
+            continue
+        for robot in robots_of(env_id):
+            if args.robot and robot not in args.robot:
+                continue
             env = gym.make(env_id, robot=robot)
             ctrl = make_controller(env)
             t0 = time.perf_counter()
@@ -88,10 +100,11 @@ def main(argv=None) -> None:
             print(json.dumps(row))
             env.close()
     out = Path(args.out)
-    if args.env and out.is_file():  # keep the rows of the tasks this run did not redo, in ENV_IDS order
-        kept = [r for r in json.loads(out.read_text())["rows"] if r["env"] not in args.env]
-        order = list(d2f_envs.ENV_IDS)
-        rows = sorted(kept + rows, key=lambda r: order.index(r["env"]) if r["env"] in order else len(order))
+    if out.is_file():  # keep the rows of earlier runs that this one did not redo, in the registry's order
+        redone = {(r["env"], r["robot"]) for r in rows}
+        kept = [r for r in json.loads(out.read_text())["rows"] if (r["env"], r["robot"]) not in redone]
+        rank = {key: i for i, key in enumerate((e, r) for e in d2f_envs.ENV_IDS for r in robots_of(e))}
+        rows = sorted(kept + rows, key=lambda r: rank.get((r["env"], r["robot"]), len(rank)))
     lines = [
         f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds {args.seeds}`).",
         "",

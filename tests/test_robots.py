@@ -274,3 +274,80 @@ def test_robosuite_robots_without_robosuite_are_a_clear_import_error(robot_name,
     robot = make_robot(robot_name)  # building the adapter needs no model files...
     with pytest.raises(ImportError, match=r"pip install robosuite"):  # ...attaching it does
         robot.attach(load_asset("open_door.xml"), base_pos=(0, 0, 0), base_yaw=0.0, tcp_height=0.0)
+
+
+# --------------------------------------------------------------------------- GR1: a static humanoid at the door
+DOOR_OBSTACLES = ("door_leaf", "door_handle", "door_post_near", "door_post_far",
+                  "carcass_top", "carcass_left", "carcass_right", "carcass_back")
+
+
+def mesh_clearance(model, data, geom, obstacle, vertices):
+    """Smallest distance (m) from the mesh ``vertices`` of ``geom`` (its frame) to the box of ``obstacle``
+    (a capsule: its bounding box); negative: a vertex inside it."""
+    world = vertices @ data.geom_xmat[geom].reshape(3, 3).T + data.geom_xpos[geom]
+    local = np.abs((world - data.geom_xpos[obstacle]) @ data.geom_xmat[obstacle].reshape(3, 3))
+    size = model.geom_size[obstacle].copy()
+    if model.geom_type[obstacle] == mujoco.mjtGeom.mjGEOM_CAPSULE:
+        size = np.array([size[0], size[0], size[1] + size[0]])
+    outside = np.linalg.norm(np.maximum(local - size, 0.0), axis=1)
+    inside = np.min(size - local, axis=1)
+    return float(np.where(outside > 0, outside, -inside).min())
+
+
+def test_gr1_humanoid_stays_clear_of_the_cabinet_while_opening_the_door():
+    # GR1's links have no collision geoms (only the gripper touches anything), so nothing but its
+    # placement keeps its meshes out of the cabinet: check them along a scripted opening with the
+    # cabinet pushed towards the humanoid by the reset noise
+    from d2f_envs.scripted_articulated import FlowFollowingGripper
+
+    env = gym.make("D2F-OpenDoor-v0", robot="gr1")
+    u = env.unwrapped
+    m, d = u.model, u.data
+    meshes = [g for g in range(m.ngeom) if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH
+              and m.body(m.geom_bodyid[g]).name.startswith("gr1/")]
+    # every 3rd vertex of the dense meshes (~190k vertices in all) keeps the test cheap
+    vertices = {}
+    for g in meshes:
+        first, count = m.mesh_vertadr[m.geom_dataid[g]], m.mesh_vertnum[m.geom_dataid[g]]
+        vertices[g] = m.mesh_vert[first:first + count:3].astype(float)
+    moving = [g for g in meshes if m.body_weldid[m.geom_bodyid[g]] != 0]  # the arm's links
+    static = [g for g in meshes if g not in moving]
+    assert len(moving) >= 6 and len(static) >= 10
+    obstacles = [m.geom(name).id for name in DOOR_OBSTACLES]
+    mesh_radius = {g: np.linalg.norm(v, axis=1).max() for g, v in vertices.items()}
+    obstacle_radius = {o: np.linalg.norm(m.geom_size[o]) + m.geom_size[o][0] for o in obstacles}
+    ctrl = FlowFollowingGripper(env)
+    obs, _ = env.reset(seed=3)
+    ctrl.reset()
+    static_pose = d.geom_xpos[static].copy()
+    clearance, lowest_arm_point = np.inf, np.inf
+    for t in range(env.spec.max_episode_steps):
+        obs, _, _, _, info = env.step(ctrl(obs))
+        if t % 5 == 0 or t == env.spec.max_episode_steps - 1:
+            for g in meshes:
+                for o in obstacles:
+                    gap = np.linalg.norm(d.geom_xpos[g] - d.geom_xpos[o]) - mesh_radius[g] - obstacle_radius[o]
+                    if gap < clearance:  # the bounding spheres may be closer than the closest point so far
+                        clearance = min(clearance, mesh_clearance(m, d, g, o, vertices[g]))
+            for g in moving:
+                world = vertices[g] @ d.geom_xmat[g].reshape(3, 3).T + d.geom_xpos[g]
+                lowest_arm_point = min(lowest_arm_point, world[:, 2].min())
+    assert info["is_success"] and info["door_angle"] > 85.0
+    assert clearance > 0.002, f"a GR1 mesh comes within {clearance * 1000:.1f} mm of the cabinet or door"
+    assert lowest_arm_point > 0.2  # the arm stays above the table top and the handle
+    np.testing.assert_array_equal(d.geom_xpos[static], static_pose)  # the humanoid's body never moves
+    env.close()
+
+
+def test_gr1_static_humanoid_costs_no_dofs_and_few_bodies():
+    # the free joint, legs, waist, head and left arm are welded, and their joint-less bodies are
+    # fused when the scene compiles: only the right arm's links (and the gripper's fingers) remain
+    env = gym.make("D2F-OpenDoor-v0", robot="gr1")
+    m = env.unwrapped.model
+    gr1_joints = [m.joint(j).name for j in range(m.njnt) if m.joint(j).name.startswith("gr1/")]
+    assert gr1_joints == ["gr1/" + j for j in make_robot("gr1").arm_joints] + ["gr1/finger_left", "gr1/finger_right"]
+    gr1_bodies = [b for b in range(m.nbody) if m.body(b).name.startswith("gr1/")]
+    static_bodies = [b for b in gr1_bodies if m.body_weldid[b] == 0]
+    assert len(gr1_bodies) - len(static_bodies) == 9  # 7 arm links, 2 fingers
+    assert len(static_bodies) <= 8, [m.body(b).name for b in static_bodies]  # of ~40 in robosuite's model
+    env.close()

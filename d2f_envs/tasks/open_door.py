@@ -36,9 +36,14 @@ class OpenDoorEnv(ArticulatedEnv):
     ``"spot_arm"``: Spot's 6-dof arm with that gripper, on a static,
     crouched Spot body (:class:`~d2f_envs.robots.spot_arm.SpotArmRobot`),
     arm base 56 cm above the table top.
+    ``"gr1"``: the right arm (7 dof) of a static Fourier GR1 humanoid with that
+    gripper along its forearm (:class:`~d2f_envs.robots.gr1.GR1Robot`): it
+    stands in front of the cabinet, to the left of the door, pelvis 40 cm
+    above the table top, bent forward at the waist, and reaches over the
+    door's top edge as the door swings open.
     Arms are driven by differential IK (:class:`~d2f_envs.robots.arm.ArmRobot`),
     so the action means the same TCP motion on every robot; ``proprio``
-    follows the robot (``robot.proprio_dim``: 16, 18 and 16 values).
+    follows the robot (``robot.proprio_dim``: 16, 18, 16 and 18 values).
 
     ## Action Space
     ``Box(-1, 1, (5,), float32)``: ``(x, y, z, yaw, grip)``. TCP target
@@ -87,7 +92,7 @@ class OpenDoorEnv(ArticulatedEnv):
     ================== ============ ====================================================
     flow               shipped      ``ObjectFlow``, path to a ``.npz`` flow, or None
     robot              "floating_   ``"floating_gripper"``, ``"panda_gripper"``,
-                       gripper"     ``"spot_arm"``
+                       gripper"     ``"spot_arm"``, ``"gr1"``
     render_mode        None         ``"rgb_array"`` draws the flow's subgoal (green) and
                                     final (red) points over the scene
     alignment          "nearest"    time alignment: ``"nearest"`` or ``"clock"``
@@ -109,13 +114,15 @@ class OpenDoorEnv(ArticulatedEnv):
     link_body = "door"
     link_joint = "door_hinge"
     handle_site = "door_handle"
-    robots = ("floating_gripper", "panda_gripper", "spot_arm")
+    robots = ("floating_gripper", "panda_gripper", "spot_arm", "gr1")
     #: (x, y, z, yaw) of each robot's base: where the handle's whole path is reachable with the
-    #: tool pointing down, away from singular postures
+    #: tool pointing down, away from singular postures (GR1: its pelvis; the door's free edge
+    #: passes 4 cm in front of its thighs, its forearm clears the door's top edge by ~6 mm)
     robot_mounts = {
         "floating_gripper": (0.0, 0.0, 0.0, 0.0),
         "panda_gripper": (-0.5, 0.05, 0.0, 0.0),
         "spot_arm": (-0.45, -0.05, 0.56, 0.0),
+        "gr1": (-0.25, 0.33, 0.4, 0.0),
     }
     dofs = ("x", "y", "z", "yaw", "grip")
     workspace = ((-0.3, -0.3, 0.03), (0.4, 0.4, 0.5))
