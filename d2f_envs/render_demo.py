@@ -394,14 +394,34 @@ def ground_truth_for_points(demo: RenderedDemo, flow: ObjectFlow) -> Tuple[Objec
     if flow.num_frames != demo.num_frames:
         raise ValueError(f"the flow has {flow.num_frames} frames, the demo {demo.num_frames}")
     P = np.asarray(flow.points, dtype=np.float64)
-    T, N = P.shape[:2]
+    N = P.shape[1]
     vis = np.asarray(flow.visible)
     anchor = np.where(vis.any(axis=0), vis.argmax(axis=0), 0)
-    gt = np.empty((T, N, 3))
+    gt = carry_points(demo, P[anchor, np.arange(N)], anchor)
+    H, W = demo.depth.shape[1:]
+    visible = point_visibility(gt, demo.depth, demo.camera)
+    out = ObjectFlow(
+        points=gt, visible=visible, fps=flow.fps, task=demo.env_id, object_name=demo.flow.object_name,
+        source={"kind": "simulated demonstration", "generator": demo.flow.source.get("generator", ""),
+                "tracker": "ground truth (simulator)", "depth": "ground truth (simulator)",
+                "notes": "ground truth of the query points of an extracted flow (same points, same order)"},
+        intrinsics=demo.camera.K, extrinsics=demo.camera.T_world_camera,
+        extra={"anchor_frame": anchor.astype(int).tolist(), "camera": demo.camera_name,
+               "image_size": [W, H], "attachment": "flex triangle" if demo.flex_vert is not None else "rigid body"},
+    )
+    return out, anchor
+
+
+def carry_points(demo: RenderedDemo, points: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """(T, N, 3) float32: world ``points`` (N, 3), each on the object at its frame ``anchor[i]``,
+    carried through all frames with the simulator state (see :func:`ground_truth_for_points`)."""
+    points = np.asarray(points, dtype=np.float64)
+    N = len(points)
+    gt = np.empty((demo.num_frames, N, 3))
     H, W = demo.depth.shape[1:]
     for i in range(N):
         a = int(anchor[i])
-        p = P[a, i]
+        p = points[i]
         if demo.flex_vert is not None:
             k, bary, off = _closest_on_triangles(p, demo.flex_vert[a][demo.flex_tri])
             tri = demo.flex_vert[:, demo.flex_tri[k]]  # (T, 3, 3)
@@ -416,15 +436,33 @@ def ground_truth_for_points(demo: RenderedDemo, flow: ObjectFlow) -> Tuple[Objec
             b = int(np.argmin(np.linalg.norm(demo.body_pos[a] - p, axis=1)))
         local = demo.body_mat[a, b].T @ (p - demo.body_pos[a, b])
         gt[:, i] = np.einsum("tkj,j->tk", demo.body_mat[:, b], local) + demo.body_pos[:, b]
-    gt = gt.astype(np.float32)
-    visible = point_visibility(gt, demo.depth, demo.camera)
-    out = ObjectFlow(
-        points=gt, visible=visible, fps=flow.fps, task=demo.env_id, object_name=demo.flow.object_name,
-        source={"kind": "simulated demonstration", "generator": demo.flow.source.get("generator", ""),
-                "tracker": "ground truth (simulator)", "depth": "ground truth (simulator)",
-                "notes": "ground truth of the query points of an extracted flow (same points, same order)"},
-        intrinsics=demo.camera.K, extrinsics=demo.camera.T_world_camera,
-        extra={"anchor_frame": anchor.astype(int).tolist(), "camera": demo.camera_name,
-               "image_size": [W, H], "attachment": "flex triangle" if demo.flex_vert is not None else "rigid body"},
-    )
-    return out, anchor
+    return gt.astype(np.float32)
+
+
+class GroundTruthTracker:
+    """A 2D "tracker" that returns the true tracks of the query pixels (an oracle for ``extract_flow``).
+
+    Each query pixel is lifted with the rendered depth of frame 0, carried with the simulator state
+    (:func:`ground_truth_for_points`) and projected back; visible where the ground truth is. With it
+    the extraction's error is that of the depth, the lifting and the camera alone, not the tracker's:
+    a check of the camera convention and of the lifting, and the floor of any tracker's error.
+    """
+
+    name = "ground truth (simulator)"
+    preferred_queries = "fps"
+
+    def __init__(self, demo: RenderedDemo):
+        self.demo = demo
+
+    def track(self, video, queries, progress=None):
+        demo = self.demo
+        q = np.asarray(queries, dtype=np.float64)
+        H, W = demo.depth.shape[1:]
+        ui = np.clip(np.rint(q[:, 0]).astype(int), 0, W - 1)
+        vi = np.clip(np.rint(q[:, 1]).astype(int), 0, H - 1)
+        p0 = demo.camera.unproject(q, demo.depth[0, vi, ui])
+        gt = carry_points(demo, p0, np.zeros(len(q), dtype=int))
+        uv, _ = demo.camera.project(gt)
+        if progress:
+            progress(demo.num_frames)
+        return uv.astype(np.float32), point_visibility(gt, demo.depth, demo.camera)
