@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import mujoco
 import numpy as np
@@ -31,7 +31,7 @@ import numpy as np
 from flows import ObjectFlow
 from flows.extract.camera import Camera
 
-from .demos import DEMOS, DemoStates, demo_with_states
+from .demos import DEMOS, DemoStates
 from .rendering import make_renderer
 
 #: flow points closer to the camera than the rendered surface plus this (metres, plus
@@ -41,7 +41,7 @@ from .rendering import make_renderer
 VISIBILITY_ABS = 0.005
 VISIBILITY_REL = 0.01
 
-#: what the extraction should follow in each task: the object's bodies, or its flex
+#: the stand-in hand: a capsule (m), skin-coloured
 HAND_RADIUS = 0.011
 HAND_LENGTH = 0.12
 HAND_RGBA = np.array([0.87, 0.68, 0.56, 1.0], dtype=np.float32)
@@ -124,7 +124,7 @@ class RenderedDemo:
     env_id: str
     fps: float
     frames: np.ndarray  # (T, H, W, 3) uint8
-    depth: np.ndarray  # (T, H, W) float32, metres along the optical axis
+    depth: np.ndarray  # (T, H, W) float32, metres along the optical axis (no geometry: the far plane)
     object_masks: np.ndarray  # (T, H, W) bool: the object's pixels (not hidden by the hand)
     camera: Camera
     camera_name: str
@@ -240,7 +240,7 @@ def render_demo(
         vadr, vnum = int(model.flex_vertadr[flex_id]), int(model.flex_vertnum[flex_id])
         if model.flex_dim[flex_id] != 2:
             raise ValueError(f"{env_id}: flex {spec.flex!r} is not a surface (dim {model.flex_dim[flex_id]})")
-        eadr, enum = int(model.flex_elemadr[flex_id]), int(model.flex_elemnum[flex_id])
+        enum = int(model.flex_elemnum[flex_id])
         dadr = int(model.flex_elemdataadr[flex_id])
         flex_tri = model.flex_elem[dadr:dadr + 3 * enum].reshape(enum, 3).astype(int)
         flex_vert = np.empty((T, vnum, 3))
