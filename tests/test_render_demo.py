@@ -189,3 +189,19 @@ def test_overwrite_replaces_the_demo_and_unknown_camera_is_an_error(tmp_path, ca
     assert Camera.load(out / "camera.json").width == 32
     assert main(["render-demo", "D2F-PushT-v0", "-o", str(tmp_path / "b"), "--camera", "nope"] + TINY) == 1
     assert "no camera 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_id", sorted(DEMOS))
+def test_shipped_extracted_flow_has_ground_truth_for_the_same_points(env_id):
+    from flows.shipped import shipped_extracted_path, shipped_flow, shipped_ground_truth_path
+
+    ext = ObjectFlow.load(shipped_extracted_path(env_id))
+    gt = ObjectFlow.load(shipped_ground_truth_path(env_id))
+    assert ext.source["tracker"] == "lk" and ext.source["depth"] == "measured" and "render-demo" in ext.source["generator"]
+    assert ext.task == gt.task == env_id
+    assert ext.points.shape == gt.points.shape and ext.num_frames == shipped_flow(env_id).num_frames
+    anchor = np.asarray(gt.extra["anchor_frame"])
+    # at its anchor frame each ground-truth point is the extracted point itself
+    i = np.arange(ext.num_points)
+    np.testing.assert_allclose(gt.points[anchor, i], ext.points[anchor, i], atol=1e-5)
+    np.testing.assert_allclose(gt.extrinsics, ext.extrinsics)
