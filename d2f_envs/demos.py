@@ -13,7 +13,7 @@ rendered videos of the same demonstrations come with the extraction pipeline.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional, Tuple
 
 import mujoco
 import numpy as np
@@ -33,10 +33,36 @@ def min_jerk_path(goal: np.ndarray, fps: float, duration: float) -> np.ndarray:
     return min_jerk(np.linspace(0.0, 1.0, n))[:, None] * np.asarray(goal, dtype=np.float64)
 
 
-def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.ndarray) -> np.ndarray:
+class DemoStates:
+    """The simulator states of a demonstration, one per flow frame: what a renderer replays.
+
+    Pass one as ``states=`` to a demo function: it gets the demo's compiled model (the scene with
+    no robot, plus the demo's own actors such as Sweep-Pasta's brush head or Cover-Bowl's mocap
+    hand) and, at every recorded frame, copies of ``qpos`` and ``mocap_pos``. Setting both on an
+    ``MjData`` of that model and calling ``mj_forward`` reproduces the frame's scene exactly
+    (positions only; velocities are not needed to render). Recording changes nothing in the demo.
+    """
+
+    def __init__(self) -> None:
+        self.model: Optional[mujoco.MjModel] = None
+        self.qpos: List[np.ndarray] = []
+        self.mocap_pos: List[np.ndarray] = []
+
+    def record(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        self.model = model
+        self.qpos.append(data.qpos.copy())
+        self.mocap_pos.append(data.mocap_pos.copy())
+
+    def __len__(self) -> int:
+        return len(self.qpos)
+
+
+def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.ndarray,
+                     states: Optional[DemoStates] = None) -> np.ndarray:
     """World positions (T, N, 3) of ``local`` points fixed on ``body`` while ``qpos[qadr]`` follows ``path``.
 
     The object is driven kinematically (as if by an unseen hand): no robot, no dynamics.
+    ``states``: also record the simulator state of every frame (see :class:`DemoStates`).
     """
     pts = np.empty((len(path), len(local), 3), dtype=np.float32)
     for t, q in enumerate(path):
@@ -44,6 +70,8 @@ def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.n
         mujoco.mj_kinematics(model, data)
         R = data.xmat[body].reshape(3, 3)
         pts[t] = local @ R.T + data.xpos[body]
+        if states is not None:
+            states.record(model, data)
     return pts
 
 
@@ -67,7 +95,7 @@ SWEEP_PASTA_PATH = (
 )
 
 
-def sweep_pasta_demo(fps: float = 30.0) -> ObjectFlow:
+def sweep_pasta_demo(fps: float = 30.0, states: Optional[DemoStates] = None) -> ObjectFlow:
     """36 pasta pieces swept from their nominal layout into the bin by a scripted brush (6 s).
 
     A physically simulated demonstration (unlike the kinematic ones above: the pieces are
@@ -108,11 +136,15 @@ def sweep_pasta_demo(fps: float = 30.0) -> ObjectFlow:
         targets.append(a[None, :4] + min_jerk(np.arange(1, n + 1) / n)[:, None] * (b[:4] - a[:4])[None])
     targets = np.concatenate(targets)
     frames = [data.xpos[ids].astype(np.float32)]
+    if states is not None:
+        states.record(model, data)
     for k, target in enumerate(targets, start=1):
         data.ctrl[:4] = target
         mujoco.mj_step(model, data)
         if k % per_frame == 0:
             frames.append(data.xpos[ids].astype(np.float32))
+            if states is not None:
+                states.record(model, data)
     pts = np.stack(frames)
     site = model.site("bin")
     n_in = int(in_bin(pts[-1], site.pos, site.size).sum())
@@ -133,7 +165,8 @@ def sweep_pasta_demo(fps: float = 30.0) -> ObjectFlow:
     )
 
 
-def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01) -> ObjectFlow:
+def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01,
+                states: Optional[DemoStates] = None) -> ObjectFlow:
     """The T-block slides and turns from the origin to (0.10, 0.08) m, +0.6 rad.
 
     Points: a ``spacing`` grid on the block's top face (what a camera above sees).
@@ -147,7 +180,7 @@ def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01)
     qadr = [model.joint(j).qposadr[0] for j in ("tblock_x", "tblock_y", "tblock_yaw")]
     local = np.concatenate([t_block_grid(spacing), np.full((len(t_block_grid(spacing)), 1), T_HALF_HEIGHT)], axis=1)
     goal = np.array([0.10, 0.08, 0.6])
-    pts = record_kinematic(model, data, body, local, qadr, min_jerk_path(goal, fps, duration))
+    pts = record_kinematic(model, data, body, local, qadr, min_jerk_path(goal, fps, duration), states)
     return ObjectFlow(
         points=pts,
         visible=np.ones(pts.shape[:2], dtype=bool),
@@ -166,7 +199,7 @@ def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01)
 
 def _joint_demo(
     env_id: str, asset: str, body: str, joint: str, geoms, view_dir, opening: float, fps: float, duration: float,
-    spacing: float, object_name: str, generator: str, extra: dict,
+    spacing: float, object_name: str, generator: str, extra: dict, states: Optional[DemoStates] = None,
 ) -> ObjectFlow:
     """Drive one joint of an articulated scene from 0 to ``opening`` on a min-jerk profile and
     record points on the link's visible surfaces (``geoms``, seen along ``view_dir``, link frame)."""
@@ -181,7 +214,8 @@ def _joint_demo(
     world0 = link_surface_points(model, data, body, geoms, np.asarray(view_dir), spacing)
     R0, p0 = data.xmat[bid].reshape(3, 3).copy(), data.xpos[bid].copy()
     local = (world0 - p0) @ R0
-    pts = record_kinematic(model, data, bid, local, [qadr], min_jerk_path(np.array([opening]), fps, duration))
+    pts = record_kinematic(model, data, bid, local, [qadr], min_jerk_path(np.array([opening]), fps, duration),
+                           states)
     return ObjectFlow(
         points=pts,
         visible=np.ones(pts.shape[:2], dtype=bool),
@@ -198,7 +232,8 @@ def _joint_demo(
     )
 
 
-def open_drawer_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01) -> ObjectFlow:
+def open_drawer_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01,
+                     states: Optional[DemoStates] = None) -> ObjectFlow:
     """The drawer slides out its full 20 cm travel (cabinet at its nominal pose).
 
     Points: a ``spacing`` grid on the drawer's front face and the front half of its handle bar
@@ -210,11 +245,12 @@ def open_drawer_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 
         "D2F-OpenDrawer-v0", "open_drawer.xml", "drawer", "drawer_slide", DRAWER_FLOW_GEOMS, DRAWER_VIEW_DIR,
         opening=0.2, fps=fps, duration=duration, spacing=spacing, object_name="drawer",
         generator="d2f_envs.demos.open_drawer_demo (kinematic min-jerk slide 0 -> 0.2 m, no robot in scene)",
-        extra={"opening_m": 0.2},
+        extra={"opening_m": 0.2}, states=states,
     )
 
 
-def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.015) -> ObjectFlow:
+def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.015,
+                   states: Optional[DemoStates] = None) -> ObjectFlow:
     """The cabinet door swings open 90 degrees about its vertical hinge (cabinet at its nominal pose).
 
     Points: a ``spacing`` grid on the door's front face and the front half of its handle bar.
@@ -225,11 +261,11 @@ def open_door_demo(fps: float = 30.0, duration: float = 5.0, spacing: float = 0.
         "D2F-OpenDoor-v0", "open_door.xml", "door", "door_hinge", DOOR_FLOW_GEOMS, DOOR_VIEW_DIR,
         opening=float(np.pi / 2), fps=fps, duration=duration, spacing=spacing, object_name="cabinet door",
         generator="d2f_envs.demos.open_door_demo (kinematic min-jerk hinge 0 -> 90 deg, no robot in scene)",
-        extra={"opening_deg": 90.0},
+        extra={"opening_deg": 90.0}, states=states,
     )
 
 
-def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
+def pick_place_demo(fps: float = 30.0, spacing: float = 0.01, states: Optional[DemoStates] = None) -> ObjectFlow:
     """The bread loaf is lifted 11 cm, carried over the bowl while turning 0.5 rad, and lowered
     onto the bowl's floor (scene at its nominal pose), 5 s in all.
 
@@ -273,7 +309,7 @@ def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
     for k, (a, b) in enumerate(windows):
         xyzyaw += min_jerk((t - a) / (b - a))[:, None] * (waypoints[k + 1] - waypoints[k])
     path = np.concatenate([xyzyaw[:, :3], np.stack([yaw_quat(y) for y in xyzyaw[:, 3]])], axis=1)
-    pts = record_kinematic(model, data, body, local, qadr, path)
+    pts = record_kinematic(model, data, body, local, qadr, path, states)
     return ObjectFlow(
         points=pts,
         visible=np.ones(pts.shape[:2], dtype=bool),
@@ -297,6 +333,7 @@ def pick_place_demo(fps: float = 30.0, spacing: float = 0.01) -> ObjectFlow:
 
 def cover_bowl_demo(
     fps: float = 25.0, duration: float = 4.0, hold: float = 0.5, cloth_shift=(0.0, 0.0), cloth_yaw: float = 0.0,
+    states: Optional[DemoStates] = None,
 ) -> ObjectFlow:
     """The cloth is lifted by the middle of its +x edge, carried over the bowl and laid down over it.
 
@@ -353,10 +390,14 @@ def cover_bowl_demo(
     pts = np.empty((len(path), vnum, 3), dtype=np.float32)
     data.mocap_pos[0] = path[0]
     pts[0] = data.flexvert_xpos[vadr:vadr + vnum]
+    if states is not None:
+        states.record(model, data)
     for t in range(1, len(path)):
         data.mocap_pos[0] = path[t]
         mujoco.mj_step(model, data, nstep=substeps)
         pts[t] = data.flexvert_xpos[vadr:vadr + vnum]
+        if states is not None:
+            states.record(model, data)
     if not np.isfinite(pts).all() or data.warning.number.any():
         raise RuntimeError("cover_bowl_demo: the cloth simulation diverged")
     return ObjectFlow(
@@ -377,7 +418,7 @@ def cover_bowl_demo(
     )
 
 
-DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
+DEMOS: Dict[str, Callable[..., ObjectFlow]] = {
     "D2F-PushT-v0": push_t_demo,
     "D2F-OpenDrawer-v0": open_drawer_demo,
     "D2F-OpenDoor-v0": open_door_demo,
@@ -385,6 +426,17 @@ DEMOS: Dict[str, Callable[[], ObjectFlow]] = {
     "D2F-CoverBowl-v0": cover_bowl_demo,
     "D2F-SweepPasta-v0": sweep_pasta_demo,
 }
+
+
+def demo_with_states(env_id: str) -> Tuple[ObjectFlow, DemoStates]:
+    """The task's shipped demonstration (the same flow as :data:`DEMOS`) and its per-frame simulator states."""
+    if env_id not in DEMOS:
+        raise KeyError(f"no demonstration for {env_id!r}; known: {sorted(DEMOS)}")
+    states = DemoStates()
+    flow = DEMOS[env_id](states=states)
+    if len(states) != flow.num_frames:  # a demo that records states at other moments than its flow frames
+        raise RuntimeError(f"{env_id}: {len(states)} recorded states for {flow.num_frames} flow frames")
+    return flow, states
 
 
 def main(argv=None) -> None:

@@ -19,6 +19,11 @@ Commands:
       python -m flows dream --image start.png --prompt "push the T-block into the target" \\
           [--model Lightricks/LTX-Video | --model DIR] [--num-frames 97] [--seed 0] -o video.mp4
 
+* ``render-demo``: render a task's scripted demonstration (no robot; a stand-in hand) with its
+  depth, object mask, camera and ground-truth flow, the test input of ``extract``::
+
+      python -m flows render-demo D2F-PushT-v0 -o demo/ [--width 320 --height 240 --camera auto]
+
 New commands register a ``(name, add_arguments, run)`` triple in
 :data:`COMMANDS` (``run(args) -> exit code``).
 """
@@ -252,6 +257,57 @@ def _run_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- render-demo
+def _add_render_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("env_id", help="task whose scripted demonstration is rendered, e.g. D2F-PushT-v0")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: video.mp4, depth.npz, mask.png, masks.npz, camera.json, ground_truth.npz, "
+                        "demo.json")
+    p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
+    p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the demonstration (default: the shipped flow's; Cover-Bowl needs a divisor "
+                        "of 100)")
+    p.add_argument("--camera", default="auto", help="scene camera name, or auto (default: the 'overview' camera)")
+    p.add_argument("--no-hand", action="store_true", help="do not draw the stand-in hand capsule")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo files of an existing folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_render_demo(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if args.width <= 0 or args.height <= 0:
+        raise CommandError(f"--width/--height must be > 0, got {args.width}x{args.height}")
+    try:  # the simulator side: imported here only, data flows video -> flows -> d2f_envs
+        from d2f_envs.render_demo import DEMO_FILES, check_env_id, render_demo, write_demo
+    except ImportError as exc:
+        raise CommandError(f"render-demo needs the simulator package d2f_envs (MuJoCo): {exc}") from None
+    try:
+        check_env_id(args.env_id)
+    except KeyError as exc:
+        raise CommandError(exc.args[0]) from None
+    existing = [out / f for f in DEMO_FILES if (out / f).exists()]
+    if existing and not args.overwrite:  # before the minutes of rendering, not after
+        raise CommandError(f"{existing[0]}: exists; pass --overwrite to replace the demo files in {out}")
+    try:
+        demo = render_demo(args.env_id, width=args.width, height=args.height, camera=args.camera, fps=args.fps,
+                           hand=not args.no_hand, progress=not args.no_progress)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    write_demo(demo, out, overwrite=args.overwrite)
+    T, H, W = demo.depth.shape
+    gt = demo.ground_truth
+    print(f"wrote {out}/: {T} frames {W}x{H} at {demo.fps:g} fps from camera {demo.camera_name!r}; "
+          f"ground truth {gt.num_points} points, {gt.visible.mean():.0%} visible; "
+          f"render {demo.timings['render_s_per_frame'] * 1e3:.0f} ms/frame")
+    q = shlex.quote
+    print(f"next: python -m flows extract {q(str(out / 'video.mp4'))} --object {q(demo.flow.object_name)} "
+          f"--camera {q(str(out / 'camera.json'))} --depth {q(str(out / 'depth.npz'))} "
+          f"--mask {q(str(out / 'mask.png'))} --tracker lk --depth-model measured --task {args.env_id} "
+          f"-o flow.npz")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 # name -> (help, add_arguments, run); other commands (e.g. "dream", "render-demo") can be added here
 COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -259,6 +315,8 @@ COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "show": ("plot a flow (3D trajectories) or overlay it on a video", _add_show, _run_show),
     "dream": ("generate a task video from a start image and an instruction (image-to-video model)",
               _add_dream, _run_dream),
+    "render-demo": ("render a task's scripted demonstration (video, depth, mask, camera, ground-truth flow)",
+                    _add_render_demo, _run_render_demo),
 }
 
 

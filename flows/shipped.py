@@ -30,3 +30,21 @@ def shipped_flow_path(env_id: str) -> Path:
 def shipped_flow(env_id: str) -> ObjectFlow:
     """Load the flow shipped for ``env_id``."""
     return ObjectFlow.load(shipped_flow_path(env_id))
+
+
+def _beside_shipped(env_id: str, name: str) -> Path:
+    return shipped_flow_path(env_id).with_name(name)
+
+
+def shipped_extracted_path(env_id: str) -> Path:
+    """Path of the flow extracted (LK tracks + measured depth) from ``env_id``'s rendered demonstration.
+
+    Made by ``benchmarks/extraction_accuracy.py --write-data`` (``python -m flows render-demo`` then
+    ``python -m flows extract``); its ground truth is :func:`shipped_ground_truth_path`.
+    """
+    return _beside_shipped(env_id, "extracted.npz")
+
+
+def shipped_ground_truth_path(env_id: str) -> Path:
+    """Path of the simulator's ground truth for the points of :func:`shipped_extracted_path` (same points, order)."""
+    return _beside_shipped(env_id, "ground_truth.npz")
