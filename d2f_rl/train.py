@@ -227,7 +227,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     remaining = total - model.num_timesteps
     progress = args.progress and _progress_available()
     t0 = time.time()
-    _sigterm_as_interrupt()  # a scheduler's SIGTERM saves a checkpoint like Ctrl-C does
+    previous_sigterm = _sigterm_as_interrupt()  # a scheduler's SIGTERM saves a checkpoint like Ctrl-C does
     try:
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=callbacks, progress_bar=progress,
@@ -246,11 +246,13 @@ def main(argv: Optional[List[str]] = None) -> Path:
                 model.get_vec_normalize_env().save(str(tmp))
         write_zoo_layout(run_dir, args.env, hyperparams, read_yaml(run_dir / "args.yml"))  # rl_zoo3.enjoy reads it
         env.close()
+        _restore_sigterm(previous_sigterm)  # main() called in-process must not leave its handler behind
     print(f"trained to {model.num_timesteps} steps in {elapsed:.0f}s; saved {run_dir / 'final_model.zip'}")
     return run_dir
 
 
-def _sigterm_as_interrupt() -> None:
+def _sigterm_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); returns the previous handler."""
     import signal
     import threading
 
@@ -258,7 +260,15 @@ def _sigterm_as_interrupt() -> None:
         def handler(signum, frame):
             raise KeyboardInterrupt(f"signal {signum}")
 
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
+    return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _maybe_wandb(run_dir: Path, args: argparse.Namespace, hyperparams: Dict[str, Any]) -> None:

@@ -302,3 +302,14 @@ def test_training_survives_diverging_episodes():
     model.learn(total_timesteps=256)
     assert model.num_timesteps == 256
     assert len(reasons) >= 8 and all("diverged" in r for r in reasons)
+
+
+def test_train_main_in_process_restores_the_sigterm_handler(tmp_path):
+    import signal
+
+    from d2f_rl.train import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    main(["--algo", "ppo", "-n", "32", "--n-envs", "1", "-f", str(tmp_path), "--eval-freq", "0", "--no-progress",
+          "--no-wandb", "-params", "n_steps:32", "batch_size:32", "policy_kwargs:dict(net_arch=[8])"])
+    assert signal.getsignal(signal.SIGTERM) is before
