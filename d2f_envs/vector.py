@@ -1,0 +1,437 @@
+"""A batched Gymnasium ``VectorEnv`` for every dream2flow-gym task: one ``mujoco.batch.Batch`` step per control step.
+
+:class:`BatchedFlowVectorEnv` runs ``num_envs`` copies of one task. Each copy is a
+real task env (``gym.make(env_id, **kwargs).unwrapped``) that keeps its own model,
+``MjData``, controller, binding, reward and random generator, so that everything
+that is task logic is the env's own code. What is batched:
+
+* physics: the sub-envs' simulations live in one persistent ``Batch`` and advance
+  with ONE ``Batch.step(nstep=n_substeps)`` per control step, on the batch's thread
+  pool outside the GIL (bit-identical to a loop of ``mj_step``);
+* the flow reward's time alignment (errors to all remaining frames, argmin, subgoal,
+  terms), the rigid binding's points and the observation's flow part: numpy array
+  operations over all sub-envs at once, the same IEEE operations in the same order
+  as :class:`~d2f_envs.reward.FlowTrackingReward` and ``FlowEnv._get_obs``.
+
+Per sub-env Python remains where it is the env's own logic: ``controller.apply``
+(the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+``data`` (``Batch.get_data``, a few microseconds) so that its code reads the state
+it would have stepped itself, the divergence check, the task's success test
+(e.g. Push-T's coverage) and the robot's proprioception.
+
+Semantics are those of ``gymnasium.vector.SyncVectorEnv`` over ``gym.make(env_id)``
+envs (``TimeLimit`` from the registry, ``NEXT_STEP`` autoreset, seeds ``seed + i``,
+``infos`` as dict of arrays with ``_key`` masks); tests/test_vector_env.py checks that
+observations, rewards, flags and infos are identical.
+
+A task whose ``step`` is not ``FlowEnv.step`` cannot have its physics batched and is
+refused with a clear error. A task that overrides ``_get_obs``/``_get_rew`` or uses
+another reward class or a non-rigid binding gets the per-sub-env path for that part:
+its own methods on each sub-env (still with batched physics), never an approximation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from mujoco.batch import Batch, SimulationError
+
+from .base import FlowEnv
+from .bindings import RigidBinding
+from .reward import FlowTrackingReward
+
+#: the ``mjSTATE_INTEGRATION`` components by MjData field: what a sub-env's reset writes into its batch row
+_STATE_FIELDS = (
+    ("time", mujoco.mjtState.mjSTATE_TIME),
+    ("qpos", mujoco.mjtState.mjSTATE_QPOS),
+    ("qvel", mujoco.mjtState.mjSTATE_QVEL),
+    ("act", mujoco.mjtState.mjSTATE_ACT),
+    ("history", mujoco.mjtState.mjSTATE_HISTORY),
+    ("qacc_warmstart", mujoco.mjtState.mjSTATE_WARMSTART),
+    ("ctrl", mujoco.mjtState.mjSTATE_CTRL),
+    ("qfrc_applied", mujoco.mjtState.mjSTATE_QFRC_APPLIED),
+    ("xfrc_applied", mujoco.mjtState.mjSTATE_XFRC_APPLIED),
+    ("eq_active", mujoco.mjtState.mjSTATE_EQ_ACTIVE),
+    ("mocap_pos", mujoco.mjtState.mjSTATE_MOCAP_POS),
+    ("mocap_quat", mujoco.mjtState.mjSTATE_MOCAP_QUAT),
+    ("userdata", mujoco.mjtState.mjSTATE_USERDATA),
+    ("plugin_state", mujoco.mjtState.mjSTATE_PLUGIN),
+    ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
+)
+
+_REWARD_KEYS = ("reward_tracking", "reward_progress", "reward_action", "reward_success")
+
+
+class BatchedFlowVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``env_id`` with batched physics, reward and observations (see the module docstring).
+
+    Args:
+        env_id: a registered dream2flow-gym id (``d2f_envs.ENV_IDS``).
+        num_envs: number of sub-envs.
+        max_episode_steps: ``TimeLimit``; None: the registry's.
+        nthread: the batch's physics threads; 0: all CPUs.
+        vectorize: False runs the reward and observation per sub-env with the env's own
+            methods (the reference path; physics stays batched).
+        profile: accumulate seconds per phase in ``self.timings`` (benchmarks).
+        **env_kwargs: passed to every sub-env (``robot=``, ``flow=``, ...).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None, nthread: int = 0,
+                 vectorize: bool = True, profile: bool = False, **env_kwargs: Any):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if env_kwargs.get("render_mode") is not None:
+            raise ValueError("BatchedFlowVectorEnv does not render; use gym.make_vec(..., vectorization_mode='sync')")
+        env_kwargs.pop("render_mode", None)
+        spec = gym.spec(env_id)
+        self.env_id = env_id
+        self.num_envs = int(num_envs)
+        self.max_episode_steps = spec.max_episode_steps if max_episode_steps is None else int(max_episode_steps)
+        # real task envs: each owns its model, data, controller, binding, reward and np_random
+        self.envs: List[FlowEnv] = [gym.make(env_id, disable_env_checker=True, **env_kwargs).unwrapped
+                                    for _ in range(self.num_envs)]
+        e0 = self.envs[0]
+        cls = type(e0)
+        if not isinstance(e0, FlowEnv):
+            raise TypeError(f"{env_id}: {cls.__name__} is not a FlowEnv; BatchedFlowVectorEnv batches FlowEnv tasks only")
+        if cls.step is not FlowEnv.step:
+            raise NotImplementedError(
+                f"{env_id}: {cls.__name__} overrides step(), so its physics cannot be batched; "
+                "use gym.make_vec(..., vectorization_mode='sync') or 'async'")
+        self.model = e0.model
+        self.n_substeps = e0.n_substeps
+        self.single_observation_space = e0.observation_space
+        self.single_action_space = e0.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self.spec = None
+
+        # ---- which parts can be computed over all sub-envs at once (else: the env's own methods per sub-env)
+        rf = e0.reward_fn
+        self.vectorized = bool(vectorize) and (
+            cls._get_obs is FlowEnv._get_obs and cls._get_rew is FlowEnv._get_rew
+            and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward)
+        self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
+
+        # ---- the batch: every sub-env's model is compiled from the same spec and kwargs, so one model serves
+        #      all (tasks randomise through state: qpos, mocap, never model edits)
+        self.batch = Batch(self.model, nsim=self.num_envs, nthread=int(nthread), persistent=True)
+        self._state_views = []
+        for name, bit in _STATE_FIELDS:
+            if mujoco.mj_stateSize(self.model, bit):
+                self._state_views.append((name, self.batch.bind(name)))
+        self._ctrl = self.batch.bind("ctrl")
+        if self.rigid_points:
+            self._body = e0.binding._id
+            self._xpos = self.batch.bind("xpos")
+            self._xmat = self.batch.bind("xmat")
+            self._local = np.stack([e.binding.local_points for e in self.envs])  # (E, N, 3)
+        if self.vectorized:
+            self._site_xpos = self.batch.bind("site_xpos")
+            self._tcp_site = e0.robot.tcp_site_id
+            T, N = rf._vis.shape
+            self._T = T
+            self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
+            self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
+            self._kp = e0._kp
+            self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
+            self._t_star = np.zeros(self.num_envs, dtype=np.int64)
+            self._steps = np.zeros(self.num_envs, dtype=np.int64)
+            self._frames = np.arange(T)
+            self._proprio_dim = e0.robot.proprio_dim
+
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._obs = np.zeros((self.num_envs,) + self.single_observation_space.shape)
+        self.profile = bool(profile)
+        self.timings: Dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _tick(self, name: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + t - t0
+        return t
+
+    def _load_row(self, k: int) -> None:
+        """Make batch simulation k the sub-env's current state (after its reset or divergence reset)."""
+        self.batch.reset(ids=[k], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
+        d = self.envs[k].data
+        for name, view in self._state_views:
+            view[k] = getattr(d, name)
+
+    def _after_reset(self, k: int) -> None:
+        """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
+        self._load_row(k)
+        self._elapsed[k] = 0
+        if self.vectorized:
+            rf = self.envs[k].reward_fn
+            self._planes[k] = np.moveaxis(rf.target, 2, 0)
+            self._target_kp[k] = rf.target[:, self._kp]
+            self._t_star[k] = rf.t_star
+            self._steps[k] = rf.steps
+        if self.rigid_points:
+            self._local[k] = self.envs[k].binding.local_points
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: Union[None, int, Sequence[Optional[int]]] = None, options: Optional[dict] = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed: a list of {len(seeds)} seeds for {self.num_envs} envs")
+        options = dict(options) if options else None
+        mask = None
+        if options is not None and "reset_mask" in options:
+            mask = np.asarray(options.pop("reset_mask"))
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with a True")
+        ids = range(self.num_envs) if mask is None else np.flatnonzero(mask).tolist()
+        infos: Dict[str, Any] = {}
+        for k in ids:
+            self._obs[k], info = self.envs[k].reset(seed=seeds[k], options=options or None)
+            self._after_reset(k)
+            self._autoreset[k] = False
+            infos = self._add_info(infos, info, k)
+        return self._obs.copy(), infos
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        E = self.num_envs
+        if actions.shape != self.action_space.shape:
+            raise ValueError(f"actions of shape {actions.shape}, expected {self.action_space.shape}")
+        prof = self.profile
+        t0 = time.perf_counter() if prof else 0.0
+        envs, m = self.envs, self.model
+        rewards = np.zeros(E)
+        terminated = np.zeros(E, dtype=bool)
+        truncated = np.zeros(E, dtype=bool)
+        extra_infos: List[tuple] = []  # (k, info dict) merged after the array-built entries
+
+        # ---- NEXT_STEP autoreset: an env done at the last step is reset now instead of stepped
+        reset_ids = np.flatnonzero(self._autoreset).tolist()
+        for k in reset_ids:
+            self._obs[k], info = envs[k].reset()
+            self._after_reset(k)
+            extra_infos.append((k, info))
+        step_ids = np.flatnonzero(~self._autoreset).tolist() if reset_ids else list(range(E))
+        if not step_ids:
+            self._autoreset[:] = False
+            infos: Dict[str, Any] = {}
+            for k, info in extra_infos:
+                infos = self._add_info(infos, info, k)
+            return self._obs.copy(), rewards, terminated, truncated, infos
+
+        # ---- actions -> ctrl: the env's own controller on its own data (as FlowEnv.step)
+        acts = [None] * E
+        ctrl = self._ctrl
+        for k in step_ids:
+            a = np.asarray(actions[k], dtype=np.float64)
+            if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
+                a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+            acts[k] = a
+            env = envs[k]
+            env.controller.apply(m, env.data, a)
+            ctrl[k] = env.data.ctrl
+        if prof:
+            t0 = self._tick("controller", t0)
+
+        # ---- physics: one batched call for every stepped env
+        failed: Dict[int, str] = {}
+        try:
+            self.batch.step(ids=None if len(step_ids) == E else step_ids, nstep=self.n_substeps)
+        except SimulationError as e:  # those sims kept their previous state; the others completed
+            failed = {int(i): self.batch.error(int(i)) for i in e.ids}
+        if prof:
+            t0 = self._tick("physics", t0)
+
+        # ---- each env's data <- its simulation; divergence per env (the env's own check)
+        healthy, diverged = [], []
+        for k in step_ids:
+            env = envs[k]
+            self.batch.get_data(k, env.data)
+            reason = env._check_divergence()
+            if k in failed:  # a single env's mj_step would have raised here; truncate instead
+                reason = f"physics failed: MuJoCo error {failed[k]!r} at t={env.data.time:.3f}s"
+            if reason:
+                diverged.append((k, reason))
+            else:
+                healthy.append(k)
+        self._elapsed[step_ids] += 1
+        if prof:
+            t0 = self._tick("sync", t0)
+
+        infos = {}
+        if healthy:
+            if self.vectorized:
+                infos = self._vectorized_rewards_obs(healthy, acts, rewards, extra_infos, t0)
+            else:
+                for k in healthy:
+                    env = envs[k]
+                    env._points = env.binding.points(env.data)
+                    rewards[k], info = env._get_rew(acts[k])
+                    self._obs[k] = env._get_obs()
+                    extra_infos.append((k, info))
+                if prof:
+                    self._tick("reward_obs", t0)
+        for k, reason in diverged:
+            self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
+            self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
+            extra_infos.append((k, info))
+        for k, info in extra_infos:
+            infos = self._add_info(infos, info, k)
+
+        # ---- TimeLimit, then NEXT_STEP autoreset flags
+        truncated[step_ids] |= self._elapsed[step_ids] >= self.max_episode_steps
+        self._autoreset = terminated | truncated
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    # ------------------------------------------------------------------ the vectorised reward + observation
+    def _vectorized_rewards_obs(self, healthy: List[int], acts, rewards, extra_infos, t0) -> Dict[str, Any]:
+        """FlowEnv._get_rew + _get_obs for the healthy envs ``h``, as array operations over envs.
+
+        Mirrors FlowTrackingReward.measure/terms/step and FlowEnv._get_obs operation by operation
+        (same IEEE operations in the same order), so the numbers are the single env's bit for bit.
+        """
+        prof = self.profile
+        envs, E = self.envs, self.num_envs
+        h = np.asarray(healthy)
+        rf0 = envs[0].reward_fn
+        # ---- points (E_h, N, 3): RigidBinding.points (local @ R^T + p) over envs
+        if self.rigid_points:
+            b = self._body
+            R = self._xmat[h, b].reshape(-1, 3, 3)
+            pts = np.matmul(self._local[h], R.transpose(0, 2, 1))
+            pts += self._xpos[h, b][:, None, :]
+        else:
+            pts = np.stack([envs[k].binding.points(envs[k].data) for k in healthy])
+        if prof:
+            t0 = self._tick("binding", t0)
+
+        # ---- the task's own success criterion (reads the env's synced data)
+        task_ok = []
+        for j, k in enumerate(healthy):
+            env = envs[k]
+            env._points = pts[j]
+            ok, extra = env._task_success(pts[j])
+            task_ok.append(bool(ok))
+            extra_infos.append((k, extra))
+        if prof:
+            t0 = self._tick("task_success", t0)
+
+        # ---- time alignment (FlowTrackingReward.measure): errors to every frame, argmin over frames >= t*
+        diff = self._planes[h] - np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :]  # (E_h, 3, T, N)
+        np.multiply(diff, diff, out=diff)
+        d = diff[:, 0] + diff[:, 1]
+        d += diff[:, 2]
+        np.sqrt(d, out=d)
+        if not self._all_visible:
+            d *= self._vis
+        errs = np.divide(d.sum(axis=2), self._nvis)  # (E_h, T)
+        t_old = self._t_star[h]
+        masked = np.where(self._frames[None, :] >= t_old[:, None], errs, np.inf)  # never search back
+        t_new = masked.argmin(axis=1)
+        steps = self._steps[h] + 1
+        last = self._T - 1
+        clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
+        if rf0.alignment == "nearest":
+            sub = np.minimum(t_new + rf0.lookahead, last)
+            if rf0.max_lag is not None:
+                sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
+        else:
+            sub = np.minimum(clock, last)
+        rows = np.arange(len(h))
+        tracking = errs[rows, sub]
+        behind = np.flatnonzero(sub < t_old)  # clock alignment only: the reward's frame_error path
+        for j in behind.tolist():
+            tracking[j] = envs[healthy[j]].reward_fn.frame_error(pts[j], int(sub[j]))
+        final = errs[:, -1]
+        progress = t_new - t_old
+        self._t_star[h] = t_new
+        self._steps[h] = steps
+
+        # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
+        s = rf0.scales
+        sigma = rf0.sigma
+        r_track = np.array([s.tracking * math.exp(-e / sigma) for e in tracking.tolist()])
+        r_prog = s.progress * progress / rf0._tmax
+        r_act = np.array([-s.action * float(acts[k] @ acts[k]) / max(acts[k].size, 1) for k in healthy])
+        success = (final < rf0.success_threshold) & np.array(task_ok)
+        r_succ = s.success * success.astype(np.float64)
+        rewards[h] = ((r_track + r_prog) + r_act) + r_succ  # == float(sum(terms.values())), in dict order
+        if prof:
+            t0 = self._tick("reward", t0)
+
+        # ---- observation (FlowEnv._get_obs)
+        pk = pts[:, self._kp]  # (E_h, K, 3)
+        K = pk.shape[1]
+        tk = self._target_kp[h]
+        subp = tk[rows, sub]
+        goal = tk[:, -1]
+        tcp = self._site_xpos[h, self._tcp_site]
+        phase = t_new / max(self._T - 1, 1)
+        a_, b_ = self._proprio_dim, self._proprio_dim + 3 * K
+        obs = self._obs
+        for j, k in enumerate(healthy):
+            obs[k, :a_] = envs[k].robot.proprio(envs[k].data)
+        obs[h, a_:b_] = pk.reshape(len(h), -1)
+        obs[h, b_:b_ + 3 * K] = (subp - pk).reshape(len(h), -1)
+        obs[h, b_ + 3 * K:b_ + 6 * K] = (goal - pk).reshape(len(h), -1)
+        obs[h, b_ + 6 * K:b_ + 6 * K + 3] = np.divide(pk.sum(axis=1), K) - tcp
+        obs[h, -1] = phase
+
+        # ---- the envs' own state, as their step would have left it (render, divergence info, fallbacks)
+        te, fe, tn, sb, pr = tracking.tolist(), final.tolist(), t_new.tolist(), sub.tolist(), progress.tolist()
+        st = steps.tolist()
+        for j, k in enumerate(healthy):
+            env = envs[k]
+            env.reward_fn.t_star, env.reward_fn.steps = tn[j], st[j]
+            measured = {"tracking_error": te[j], "final_error": fe[j], "flow_index": tn[j],
+                        "subgoal_index": sb[j], "progress": pr[j]}
+            measured.update(extra_infos[-len(healthy) + j][1])
+            env._measured = measured
+
+        # ---- infos: the entries every healthy env has, as arrays with their masks (the task's extras are
+        #      merged by the caller with _add_info, as SyncVectorEnv would)
+        infos: Dict[str, Any] = {}
+        mask = np.zeros(E, dtype=bool)
+        mask[h] = True
+        for key, vals, dtype in (
+            ("tracking_error", tracking, float), ("final_error", final, float), ("flow_index", t_new, int),
+            ("subgoal_index", sub, int), ("progress", progress, int), ("reward_tracking", r_track, float),
+            ("reward_progress", r_prog, float), ("reward_action", r_act, float), ("reward_success", r_succ, float),
+            ("is_success", success, bool),
+        ):
+            arr = np.zeros(E, dtype=dtype)
+            arr[h] = vals
+            infos[key], infos["_" + key] = arr, mask.copy()
+        if prof:
+            self._tick("obs", t0)
+        return infos
+
+    # ------------------------------------------------------------------ misc
+    def call(self, name: str, *args, **kwargs) -> tuple:
+        """``getattr(sub_env, name)(*args, **kwargs)`` (or the attribute) for every sub-env."""
+        out = []
+        for env in self.envs:
+            attr = getattr(env, name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return tuple(out)
+
+    def get_attr(self, name: str) -> tuple:
+        return tuple(getattr(env, name) for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
