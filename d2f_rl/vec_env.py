@@ -13,8 +13,9 @@ returns what ``DummyVecEnv`` over ``gym.make`` envs returns (tests/test_vector_e
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
@@ -39,16 +40,50 @@ def unbatch_infos(infos: Dict[str, Any], num_envs: int) -> List[Dict[str, Any]]:
     return out
 
 
+def observation_wrappers(wrapper: Optional[Callable[[gym.Env], gym.Env]], env: gym.Env) -> List[gym.ObservationWrapper]:
+    """The layers ``wrapper(env)`` adds, innermost first; each must be a ``gym.ObservationWrapper``.
+
+    A batched env has no per-env wrapper stack: an observation wrapper (rl-zoo's ``env_wrapper``,
+    e.g. ``Float32Observation``) is applied to each row of the batch instead; any other wrapper
+    (one that changes rewards, actions or episodes) is refused rather than silently dropped.
+    """
+    if wrapper is None:
+        return []
+    layers, w = [], wrapper(env)
+    while w is not env:
+        if not isinstance(w, gym.ObservationWrapper):
+            raise ValueError(
+                f"the batched vec env applies observation wrappers only, got {type(w).__name__}; "
+                "use --vec-env dummy or subproc for this env_wrapper")
+        layers.append(w)
+        w = w.env
+    return layers[::-1]
+
+
 class BatchedVecEnv(VecEnv):
     """SB3 ``VecEnv`` of a :class:`BatchedFlowVectorEnv` (see the module docstring).
 
-    ``get_attr``/``set_attr``/``env_method`` reach the sub-envs (the unwrapped task envs).
+    ``wrapper``: rl-zoo's ``env_wrapper`` callable; only observation wrappers, applied to every
+    sub-env's observation (see :func:`observation_wrappers`). ``get_attr``/``set_attr``/``env_method``
+    reach the sub-envs (the unwrapped task envs).
     """
 
-    def __init__(self, venv: BatchedFlowVectorEnv):
+    def __init__(self, venv: BatchedFlowVectorEnv, wrapper: Optional[Callable[[gym.Env], gym.Env]] = None):
         self.venv = venv
-        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        self._obs_layers = observation_wrappers(wrapper, venv.envs[0])
+        obs_space = self._obs_layers[-1].observation_space if self._obs_layers else venv.single_observation_space
+        super().__init__(venv.num_envs, obs_space, venv.single_action_space)
         self._actions: Optional[np.ndarray] = None
+
+    def _wrap_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self._obs_layers:
+            return obs
+        out = np.empty((len(obs),) + self.observation_space.shape, dtype=self.observation_space.dtype)
+        for i, o in enumerate(obs):
+            for layer in self._obs_layers:
+                o = layer.observation(o)
+            out[i] = o
+        return out
 
     # ------------------------------------------------------------------ core API
     def reset(self):
@@ -59,7 +94,7 @@ class BatchedVecEnv(VecEnv):
         self.reset_infos = unbatch_infos(infos, self.num_envs)
         self._reset_seeds()
         self._reset_options()
-        return obs
+        return self._wrap_obs(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -80,6 +115,11 @@ class BatchedVecEnv(VecEnv):
             r_infos = unbatch_infos(reset_infos, self.num_envs)
             for i in done_ids:
                 self.reset_infos[i] = r_infos[i]
+        obs = self._wrap_obs(obs)
+        if self._obs_layers and dones.any():
+            terminal = self._wrap_obs(np.stack([info_list[i]["terminal_observation"] for i in done_ids]))
+            for i, o in zip(done_ids, terminal):
+                info_list[i]["terminal_observation"] = o
         return obs, rew.astype(np.float32), dones, info_list
 
     def close(self) -> None:
@@ -110,9 +150,11 @@ class BatchedVecEnv(VecEnv):
 
 
 def make_batched_vec_env(env_id: str, n_envs: int, seed: Optional[int] = None,
-                         env_kwargs: Optional[Dict[str, Any]] = None, **batch_kwargs: Any) -> BatchedVecEnv:
-    """``make_vec_env``'s counterpart: ``n_envs`` batched sub-envs, seeded ``seed + i`` at the first reset."""
-    venv = BatchedVecEnv(BatchedFlowVectorEnv(env_id, n_envs, **batch_kwargs, **(env_kwargs or {})))
+                         env_kwargs: Optional[Dict[str, Any]] = None, wrapper_class: Optional[Callable] = None,
+                         **batch_kwargs: Any) -> BatchedVecEnv:
+    """``make_vec_env``'s counterpart: ``n_envs`` batched sub-envs, seeded ``seed + i`` at the first reset;
+    ``wrapper_class``: observation wrappers only (see :func:`observation_wrappers`)."""
+    venv = BatchedVecEnv(BatchedFlowVectorEnv(env_id, n_envs, **batch_kwargs, **(env_kwargs or {})), wrapper_class)
     if seed is not None:
         venv.seed(seed)
     return venv
