@@ -142,6 +142,8 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._T = T
             self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
             self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
+            self._buf3 = np.empty((self.num_envs, 3, T, N))
+            self._buf = np.empty((self.num_envs, T, N))
             self._kp = e0._kp
             self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
             self._t_star = np.zeros(self.num_envs, dtype=np.int64)
@@ -330,18 +332,26 @@ class BatchedFlowVectorEnv(VectorEnv):
         if prof:
             t0 = self._tick("task_success", t0)
 
-        # ---- time alignment (FlowTrackingReward.measure): errors to every frame, argmin over frames >= t*
-        diff = self._planes[h] - np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :]  # (E_h, 3, T, N)
-        np.multiply(diff, diff, out=diff)
-        d = diff[:, 0] + diff[:, 1]
-        d += diff[:, 2]
+        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
+        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
+        nh = len(healthy)
+        full = nh == self.num_envs
+        t_old = self._t_star.copy() if full else self._t_star[h]
+        f0 = int(t_old.min())
+        Tr = self._T - f0
+        planes = (self._planes if full else self._planes[h])[:, :, f0:]  # (E_h, 3, T', N)
+        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
+        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
+        np.multiply(b3, b3, out=b3)
+        d = self._buf[:nh, :Tr]
+        np.add(b3[:, 0], b3[:, 1], out=d)
+        np.add(d, b3[:, 2], out=d)
         np.sqrt(d, out=d)
         if not self._all_visible:
-            d *= self._vis
-        errs = np.divide(d.sum(axis=2), self._nvis)  # (E_h, T)
-        t_old = self._t_star[h]
-        masked = np.where(self._frames[None, :] >= t_old[:, None], errs, np.inf)  # never search back
-        t_new = masked.argmin(axis=1)
+            np.multiply(d, self._vis[f0:], out=d)
+        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
+        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
+        t_new = masked.argmin(axis=1) + f0
         steps = self._steps[h] + 1
         last = self._T - 1
         clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
@@ -351,8 +361,8 @@ class BatchedFlowVectorEnv(VectorEnv):
                 sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
         else:
             sub = np.minimum(clock, last)
-        rows = np.arange(len(h))
-        tracking = errs[rows, sub]
+        rows = np.arange(nh)
+        tracking = errs[rows, np.maximum(sub - f0, 0)]
         behind = np.flatnonzero(sub < t_old)  # clock alignment only: the reward's frame_error path
         for j in behind.tolist():
             tracking[j] = envs[healthy[j]].reward_fn.frame_error(pts[j], int(sub[j]))
