@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import gymnasium as gym
@@ -150,6 +151,11 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._steps = np.zeros(self.num_envs, dtype=np.int64)
             self._frames = np.arange(T)
             self._proprio_dim = e0.robot.proprio_dim
+            if not self._reward_kernel_matches_reward():
+                warnings.warn(f"{env_id}: {type(rf).__name__} computes something the batched reward does not "
+                              "mirror; using each env's own _get_rew/_get_obs (physics stays batched)")
+                self.vectorized = False
+        self._obs_checked = False  # the first vectorised observation is checked against the env's own _get_obs
 
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
@@ -278,6 +284,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         if healthy:
             if self.vectorized:
                 infos = self._vectorized_rewards_obs(healthy, acts, rewards, extra_infos, t0)
+                if not self._obs_checked:  # FlowEnv._get_obs changed under us? then use it, never a stale copy
+                    self._obs_checked = True
+                    if not np.array_equal(envs[healthy[0]]._get_obs(), self._obs[healthy[0]]):
+                        warnings.warn(f"{self.env_id}: the batched observation differs from FlowEnv._get_obs; "
+                                      "using each env's own _get_rew/_get_obs from now on")
+                        self.vectorized = False
+                        for k in healthy:
+                            self._obs[k] = envs[k]._get_obs()
             else:
                 for k in healthy:
                     env = envs[k]
@@ -298,6 +312,85 @@ class BatchedFlowVectorEnv(VectorEnv):
         truncated[step_ids] |= self._elapsed[step_ids] >= self.max_episode_steps
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def _reward_kernel(self, pts, t_old, steps, planes, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
+        """FlowTrackingReward.step (measure, terms, success, reward) for E_h envs at once.
+
+        ``pts`` (E_h, N, 3); ``t_old`` t* before the step; ``steps`` the step counts after it; ``planes``
+        (E_h, 3, T, N) the re-anchored targets; ``acts`` the float64 actions; ``task_ok`` the task's criterion.
+        Same IEEE operations in the same order as the reward's own code, element by element.
+        """
+        rf0 = self.envs[0].reward_fn
+        nh = len(pts)
+        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
+        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
+        f0 = int(t_old.min())
+        Tr = self._T - f0
+        planes = planes[:, :, f0:]  # (E_h, 3, T', N)
+        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
+        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
+        np.multiply(b3, b3, out=b3)
+        d = self._buf[:nh, :Tr]
+        np.add(b3[:, 0], b3[:, 1], out=d)
+        np.add(d, b3[:, 2], out=d)
+        np.sqrt(d, out=d)
+        if not self._all_visible:
+            np.multiply(d, self._vis[f0:], out=d)
+        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
+        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
+        t_new = masked.argmin(axis=1) + f0
+        last = self._T - 1
+        clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
+        if rf0.alignment == "nearest":
+            sub = np.minimum(t_new + rf0.lookahead, last)
+            if rf0.max_lag is not None:
+                sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
+        else:
+            sub = np.minimum(clock, last)
+        tracking = errs[np.arange(nh), np.maximum(sub - f0, 0)]
+        for j in np.flatnonzero(sub < t_old).tolist():  # clock alignment only: the reward's frame_error path
+            tracking[j] = reward_fns[j].frame_error(pts[j], int(sub[j]))
+        final = errs[:, -1].copy()
+        progress = t_new - t_old
+        # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
+        s = rf0.scales
+        sigma = rf0.sigma
+        r_track = np.array([s.tracking * math.exp(-e / sigma) for e in tracking.tolist()])
+        r_prog = s.progress * progress / rf0._tmax
+        r_act = np.array([-s.action * float(a @ a) / max(a.size, 1) for a in acts])
+        success = (final < rf0.success_threshold) & task_ok
+        r_succ = s.success * success.astype(np.float64)
+        return {
+            "tracking_error": tracking, "final_error": final, "flow_index": t_new, "subgoal_index": sub,
+            "progress": progress, "reward_tracking": r_track, "reward_progress": r_prog, "reward_action": r_act,
+            "reward_success": r_succ, "is_success": success,
+            "reward": ((r_track + r_prog) + r_act) + r_succ,  # == float(sum(terms.values())), in dict order
+        }
+
+    def _reward_kernel_matches_reward(self) -> bool:
+        """Whether :meth:`_reward_kernel` computes what the env's reward object computes, checked on a
+        copy of it over a few probe steps (a changed metric or alignment rule in reward.py shows up here,
+        and the batched env then uses the env's own methods instead of computing something else)."""
+        import copy
+
+        rf = copy.deepcopy(self.envs[0].reward_fn)
+        rng = np.random.default_rng(0)
+        rf.reset(rf.flow.points[0] + 0.01, anchor=True)
+        planes = np.moveaxis(rf.target, 2, 0)[None].copy()
+        t_star, steps = 0, 0
+        for frame in np.linspace(0, self._T - 1, 6).round().astype(int).tolist():
+            pts = rf.target[frame] + rng.normal(scale=0.005, size=rf.target[frame].shape)
+            act = rng.uniform(-1, 1, size=self.single_action_space.shape)
+            ok = bool(rng.integers(2))
+            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, [act],
+                                    np.array([ok]), [rf])
+            reward, info = rf.step(pts, act, task_success=ok)
+            t_star, steps = rf.t_star, rf.steps
+            if set(info) != set(r) - {"reward"} or reward != r["reward"][0]:
+                return False
+            if any(info[k] != r[k][0] for k in info):
+                return False
+        return True
 
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _vectorized_rewards_obs(self, healthy: List[int], acts, rewards, extra_infos, t0) -> Dict[str, Any]:
@@ -332,54 +425,19 @@ class BatchedFlowVectorEnv(VectorEnv):
         if prof:
             t0 = self._tick("task_success", t0)
 
-        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
-        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
-        nh = len(healthy)
-        full = nh == self.num_envs
-        t_old = self._t_star.copy() if full else self._t_star[h]
-        f0 = int(t_old.min())
-        Tr = self._T - f0
-        planes = (self._planes if full else self._planes[h])[:, :, f0:]  # (E_h, 3, T', N)
-        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
-        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
-        np.multiply(b3, b3, out=b3)
-        d = self._buf[:nh, :Tr]
-        np.add(b3[:, 0], b3[:, 1], out=d)
-        np.add(d, b3[:, 2], out=d)
-        np.sqrt(d, out=d)
-        if not self._all_visible:
-            np.multiply(d, self._vis[f0:], out=d)
-        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
-        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
-        t_new = masked.argmin(axis=1) + f0
+        t_old = self._t_star[h]
         steps = self._steps[h] + 1
-        last = self._T - 1
-        clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
-        if rf0.alignment == "nearest":
-            sub = np.minimum(t_new + rf0.lookahead, last)
-            if rf0.max_lag is not None:
-                sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
-        else:
-            sub = np.minimum(clock, last)
-        rows = np.arange(nh)
-        tracking = errs[rows, np.maximum(sub - f0, 0)]
-        behind = np.flatnonzero(sub < t_old)  # clock alignment only: the reward's frame_error path
-        for j in behind.tolist():
-            tracking[j] = envs[healthy[j]].reward_fn.frame_error(pts[j], int(sub[j]))
-        final = errs[:, -1]
-        progress = t_new - t_old
+        r = self._reward_kernel(pts, t_old, steps, self._planes if len(healthy) == E else self._planes[h],
+                                [acts[k] for k in healthy], np.array(task_ok),
+                                [envs[k].reward_fn for k in healthy])
+        tracking, final, t_new, sub, progress = r["tracking_error"], r["final_error"], r["flow_index"], \
+            r["subgoal_index"], r["progress"]
+        r_track, r_prog, r_act, r_succ, success = r["reward_tracking"], r["reward_progress"], r["reward_action"], \
+            r["reward_success"], r["is_success"]
+        rewards[h] = r["reward"]
         self._t_star[h] = t_new
         self._steps[h] = steps
-
-        # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
-        s = rf0.scales
-        sigma = rf0.sigma
-        r_track = np.array([s.tracking * math.exp(-e / sigma) for e in tracking.tolist()])
-        r_prog = s.progress * progress / rf0._tmax
-        r_act = np.array([-s.action * float(acts[k] @ acts[k]) / max(acts[k].size, 1) for k in healthy])
-        success = (final < rf0.success_threshold) & np.array(task_ok)
-        r_succ = s.success * success.astype(np.float64)
-        rewards[h] = ((r_track + r_prog) + r_act) + r_succ  # == float(sum(terms.values())), in dict order
+        rows = np.arange(len(healthy))
         if prof:
             t0 = self._tick("reward", t0)
 

@@ -106,6 +106,36 @@ def test_task_overriding_step_is_refused_clearly():
         BatchedFlowVectorEnv("D2FTest-StepOverride-v0", 2)
 
 
+def test_changed_reward_semantics_fall_back_to_the_envs_own_methods(monkeypatch):
+    """If reward.py's terms change (say a new metric), the batched kernel's self-check at construction
+    notices and the env's own _get_rew is used: results stay those of single envs."""
+    from d2f_envs.reward import FlowTrackingReward
+
+    orig = FlowTrackingReward.terms
+
+    def terms(self, measured, action, success):
+        out = orig(self, measured, action, success)
+        out["reward_tracking"] *= 0.5
+        return out
+
+    monkeypatch.setattr(FlowTrackingReward, "terms", terms)
+    with pytest.warns(UserWarning, match="does not mirror"):
+        bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=6)
+    assert not bat.vectorized
+    assert_same_run(reference(PUSHT, 2, 6), bat, 8, seed=1)
+
+
+def test_changed_base_observation_is_caught_on_the_first_step(monkeypatch):
+    from d2f_envs.base import FlowEnv
+
+    orig = FlowEnv._get_obs
+    monkeypatch.setattr(FlowEnv, "_get_obs", lambda self: orig(self) + 1.0)
+    bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=6)
+    with pytest.warns(UserWarning, match="differs from FlowEnv._get_obs"):
+        assert_same_run(reference(PUSHT, 2, 6), bat, 8, seed=1)
+    assert not bat.vectorized
+
+
 def test_divergence_in_one_env_truncates_it_alone():
     """A velocity beyond MuJoCo's limit in sub-env 1 only: MuJoCo warns (BADQVEL) and resets that
     simulation; that env is truncated with a reason, the others carry on exactly as single envs."""
