@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import gymnasium as gym
@@ -66,7 +67,30 @@ _STATE_FIELDS = (
     ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
 )
 
-_REWARD_KEYS = ("reward_tracking", "reward_progress", "reward_action", "reward_success")
+
+
+class _SimGroup:
+    """The simulations of sub-envs ``lo .. hi-1`` in one persistent Batch, with the views the env reads."""
+
+    def __init__(self, model: mujoco.MjModel, ids: range, nthread: int, want_poses: bool):
+        self.lo, self.hi = ids.start, ids.stop
+        self.batch = Batch(model, nsim=self.hi - self.lo, nthread=nthread, persistent=True)
+        self.state_views = [(name, self.batch.bind(name)) for name, bit in _STATE_FIELDS
+                            if mujoco.mj_stateSize(model, bit)]
+        self.ctrl = self.batch.bind("ctrl")
+        if want_poses:
+            self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
+            self.site_xpos = self.batch.bind("site_xpos")
+
+    def step(self, ks: List[int], nstep: int) -> Dict[int, str]:
+        """Step the simulations of sub-envs ``ks``; returns {row: MuJoCo error} of those that failed
+        (they kept their state; the others completed). Runs in the physics thread when pipelined."""
+        rows = None if len(ks) == self.hi - self.lo else [k - self.lo for k in ks]
+        try:
+            self.batch.step(ids=rows, nstep=nstep)
+        except SimulationError as e:
+            return {int(i): self.batch.error(int(i)) for i in e.ids}  # ids are rows of this batch
+        return {}
 
 
 class BatchedFlowVectorEnv(VectorEnv):
@@ -76,7 +100,11 @@ class BatchedFlowVectorEnv(VectorEnv):
         env_id: a registered dream2flow-gym id (``d2f_envs.ENV_IDS``).
         num_envs: number of sub-envs.
         max_episode_steps: ``TimeLimit``; None: the registry's.
-        nthread: the batch's physics threads; 0: all CPUs.
+        nthread: physics threads of each group's Batch; None: 1 when pipelined (the physics worker
+            thread is the second core's work), else 0 (all CPUs).
+        groups: how many Batches the envs are split into; with more than one, a group's physics runs
+            in a worker thread while Python handles the controls and results of the others (pipelined).
+            None: 1 (physics on the batch's own thread pool, Python waits for it).
         vectorize: False runs the reward and observation per sub-env with the env's own
             methods (the reference path; physics stays batched).
         profile: accumulate seconds per phase in ``self.timings`` (benchmarks).
@@ -85,8 +113,9 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
-    def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None, nthread: int = 0,
-                 vectorize: bool = True, profile: bool = False, **env_kwargs: Any):
+    def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None,
+                 nthread: Optional[int] = None, groups: Optional[int] = None, vectorize: bool = True,
+                 profile: bool = False, **env_kwargs: Any):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if env_kwargs.get("render_mode") is not None:
@@ -123,21 +152,25 @@ class BatchedFlowVectorEnv(VectorEnv):
             and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward)
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
 
-        # ---- the batch: every sub-env's model is compiled from the same spec and kwargs, so one model serves
-        #      all (tasks randomise through state: qpos, mocap, never model edits)
-        self.batch = Batch(self.model, nsim=self.num_envs, nthread=int(nthread), persistent=True)
-        self._state_views = []
-        for name, bit in _STATE_FIELDS:
-            if mujoco.mj_stateSize(self.model, bit):
-                self._state_views.append((name, self.batch.bind(name)))
-        self._ctrl = self.batch.bind("ctrl")
+        # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
+        #      all (tasks randomise through state: qpos, mocap, never model edits). The envs are split into
+        #      `groups` contiguous ranges, one Batch each, so that one group's physics (a worker thread,
+        #      outside the GIL) runs while Python works on another group's controls and results.
+        E = self.num_envs
+        if groups is None:  # pipelining only pays with a core to spare for the physics thread (see benchmarks)
+            groups = 1
+        groups = max(1, min(int(groups), E))
+        self.pipelined = groups > 1
+        nthread = (1 if self.pipelined else 0) if nthread is None else int(nthread)
+        bounds = np.linspace(0, E, groups + 1).round().astype(int).tolist()
+        self._groups = [_SimGroup(self.model, range(lo, hi), nthread, want_poses=self.rigid_points or self.vectorized)
+                        for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self._group_of = np.repeat(np.arange(groups), np.diff(bounds)).tolist()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-physics") if self.pipelined else None
         if self.rigid_points:
             self._body = e0.binding._id
-            self._xpos = self.batch.bind("xpos")
-            self._xmat = self.batch.bind("xmat")
             self._local = np.stack([e.binding.local_points for e in self.envs])  # (E, N, 3)
         if self.vectorized:
-            self._site_xpos = self.batch.bind("site_xpos")
             self._tcp_site = e0.robot.tcp_site_id
             T, N = rf._vis.shape
             self._T = T
@@ -170,11 +203,13 @@ class BatchedFlowVectorEnv(VectorEnv):
         return t
 
     def _load_row(self, k: int) -> None:
-        """Make batch simulation k the sub-env's current state (after its reset or divergence reset)."""
-        self.batch.reset(ids=[k], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
+        """Make sub-env k's simulation in its batch the sub-env's current state (after a reset)."""
+        g = self._groups[self._group_of[k]]
+        j = k - g.lo
+        g.batch.reset(ids=[j], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
         d = self.envs[k].data
-        for name, view in self._state_views:
-            view[k] = getattr(d, name)
+        for name, view in g.state_views:
+            view[j] = getattr(d, name)
 
     def _after_reset(self, k: int) -> None:
         """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
@@ -241,67 +276,79 @@ class BatchedFlowVectorEnv(VectorEnv):
                 infos = self._add_info(infos, info, k)
             return self._obs.copy(), rewards, terminated, truncated, infos
 
-        # ---- actions -> ctrl: the env's own controller on its own data (as FlowEnv.step)
-        acts = [None] * E
-        ctrl = self._ctrl
-        for k in step_ids:
-            a = np.asarray(actions[k], dtype=np.float64)
-            if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
-                a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
-            acts[k] = a
-            env = envs[k]
-            env.controller.apply(m, env.data, a)
-            ctrl[k] = env.data.ctrl
-        if prof:
-            t0 = self._tick("controller", t0)
+        # ---- per group: actions -> ctrl (the env's own controller on its own data, as FlowEnv.step), then
+        #      that group's physics, one Batch.step, in the worker thread while the next group's controls run
+        acts: List[Any] = [None] * E
+        stepped = [[k for k in step_ids if g.lo <= k < g.hi] for g in self._groups]
+        pending = []
+        for g, ks in zip(self._groups, stepped):
+            if not ks:
+                pending.append(None)
+                continue
+            self._apply_controls(g, ks, actions, acts)
+            if prof:
+                t0 = self._tick("controller", t0)
+            if self._executor is not None:
+                pending.append(self._executor.submit(g.step, ks, self.n_substeps))
+            else:
+                pending.append(g.step(ks, self.n_substeps))
+            if prof:
+                t0 = self._tick("physics", t0)  # pipelined: only the hand-over; the wait is physics_wait
 
-        # ---- physics: one batched call for every stepped env
-        failed: Dict[int, str] = {}
-        try:
-            self.batch.step(ids=None if len(step_ids) == E else step_ids, nstep=self.n_substeps)
-        except SimulationError as e:  # those sims kept their previous state; the others completed
-            failed = {int(i): self.batch.error(int(i)) for i in e.ids}
-        if prof:
-            t0 = self._tick("physics", t0)
-
-        # ---- each env's data <- its simulation; divergence per env (the env's own check)
+        # ---- per group, as its physics completes: each env's data <- its simulation, the env's own
+        #      divergence check, then the per-env parts of the reward/observation (overlapping the next
+        #      group's physics)
         healthy, diverged = [], []
-        for k in step_ids:
-            env = envs[k]
-            self.batch.get_data(k, env.data)
-            reason = env._check_divergence()
-            if k in failed:  # a single env's mj_step would have raised here; truncate instead
-                reason = f"physics failed: MuJoCo error {failed[k]!r} at t={env.data.time:.3f}s"
-            if reason:
-                diverged.append((k, reason))
-            else:
-                healthy.append(k)
-        self._elapsed[step_ids] += 1
-        if prof:
-            t0 = self._tick("sync", t0)
-
-        infos = {}
-        if healthy:
+        parts = []  # vectorised path: per group (healthy ids, points, tcp)
+        infos: Dict[str, Any] = {}
+        for g, ks, res in zip(self._groups, stepped, pending):
+            if res is None:
+                continue
+            failed = res.result() if self._executor is not None else res
+            if prof:
+                t0 = self._tick("physics_wait", t0)
+            h = []
+            for k in ks:
+                env = envs[k]
+                g.batch.get_data(k - g.lo, env.data)
+                reason = env._check_divergence()
+                if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
+                    reason = f"physics failed: MuJoCo error {failed[k - g.lo]!r} at t={env.data.time:.3f}s"
+                if reason:
+                    diverged.append((k, reason))
+                else:
+                    h.append(k)
+            healthy += h
+            if prof:
+                t0 = self._tick("sync", t0)
+            if not h:
+                continue
             if self.vectorized:
-                infos = self._vectorized_rewards_obs(healthy, acts, rewards, extra_infos, t0)
-                if not self._obs_checked:  # FlowEnv._get_obs changed under us? then use it, never a stale copy
-                    self._obs_checked = True
-                    if not np.array_equal(envs[healthy[0]]._get_obs(), self._obs[healthy[0]]):
-                        warnings.warn(f"{self.env_id}: the batched observation differs from FlowEnv._get_obs; "
-                                      "using each env's own _get_rew/_get_obs from now on")
-                        self.vectorized = False
-                        for k in healthy:
-                            self._obs[k] = envs[k]._get_obs()
+                parts.append(self._per_env_part(g, h, extra_infos))
+                if prof:
+                    t0 = time.perf_counter()  # _per_env_part accounts its own phases
             else:
-                for k in healthy:
+                for k in h:
                     env = envs[k]
                     env._points = env.binding.points(env.data)
                     rewards[k], info = env._get_rew(acts[k])
                     self._obs[k] = env._get_obs()
                     extra_infos.append((k, info))
                 if prof:
-                    self._tick("reward_obs", t0)
-        for k, reason in diverged:
+                    t0 = self._tick("reward_obs_per_env", t0)
+        self._elapsed[step_ids] += 1
+
+        if parts:
+            infos = self._vectorized_rewards_obs(parts, acts, rewards, t0)
+            if not self._obs_checked:  # FlowEnv._get_obs changed under us? then use it, never a stale copy
+                self._obs_checked = True
+                if not np.array_equal(envs[healthy[0]]._get_obs(), self._obs[healthy[0]]):
+                    warnings.warn(f"{self.env_id}: the batched observation differs from FlowEnv._get_obs; "
+                                  "using each env's own _get_rew/_get_obs from now on")
+                    self.vectorized = False
+                    for k in healthy:
+                        self._obs[k] = envs[k]._get_obs()
+        for k, reason in sorted(diverged):
             self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
             self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
             extra_infos.append((k, info))
@@ -393,38 +440,63 @@ class BatchedFlowVectorEnv(VectorEnv):
         return True
 
     # ------------------------------------------------------------------ the vectorised reward + observation
-    def _vectorized_rewards_obs(self, healthy: List[int], acts, rewards, extra_infos, t0) -> Dict[str, Any]:
-        """FlowEnv._get_rew + _get_obs for the healthy envs ``h``, as array operations over envs.
+    def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
+        envs, m, ctrl = self.envs, self.model, g.ctrl
+        for k in ks:
+            a = np.asarray(actions[k], dtype=np.float64)
+            if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
+                a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+            acts[k] = a
+            env = envs[k]
+            env.controller.apply(m, env.data, a)
+            ctrl[k - g.lo] = env.data.ctrl
+
+    def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:
+        """What stays per env on the vectorised path, for group g's healthy envs ``h`` (runs while the
+        next group's physics does): bound points, the task's own success test, proprioception."""
+        envs = self.envs
+        rows = [k - g.lo for k in h]
+        t0 = time.perf_counter() if self.profile else 0.0
+        # ---- points (E_h, N, 3): RigidBinding.points (local @ R^T + p) over envs
+        if self.rigid_points:
+            b = self._body
+            R = g.xmat[rows, b].reshape(-1, 3, 3)
+            pts = np.matmul(self._local[h], R.transpose(0, 2, 1))
+            pts += g.xpos[rows, b][:, None, :]
+        else:
+            pts = np.stack([envs[k].binding.points(envs[k].data) for k in h])
+        if self.profile:
+            t0 = self._tick("binding", t0)
+        # ---- the task's own success criterion (reads the env's synced data), proprioception
+        task_ok, extras = [], []
+        a_ = self._proprio_dim
+        obs = self._obs
+        for j, k in enumerate(h):
+            env = envs[k]
+            env._points = pts[j]
+            ok, extra = env._task_success(pts[j])
+            task_ok.append(bool(ok))
+            extras.append(extra)
+            extra_infos.append((k, extra))
+            obs[k, :a_] = env.robot.proprio(env.data)
+        if self.profile:
+            self._tick("task_success", t0)  # with the proprioception (a few us per env)
+        return h, pts, g.site_xpos[rows, self._tcp_site], task_ok, extras
+
+    def _vectorized_rewards_obs(self, parts: list, acts, rewards, t0) -> Dict[str, Any]:
+        """FlowEnv._get_rew + _get_obs for the healthy envs, as array operations over envs.
 
         Mirrors FlowTrackingReward.measure/terms/step and FlowEnv._get_obs operation by operation
         (same IEEE operations in the same order), so the numbers are the single env's bit for bit.
         """
         prof = self.profile
         envs, E = self.envs, self.num_envs
+        healthy = [k for part in parts for k in part[0]]
         h = np.asarray(healthy)
-        rf0 = envs[0].reward_fn
-        # ---- points (E_h, N, 3): RigidBinding.points (local @ R^T + p) over envs
-        if self.rigid_points:
-            b = self._body
-            R = self._xmat[h, b].reshape(-1, 3, 3)
-            pts = np.matmul(self._local[h], R.transpose(0, 2, 1))
-            pts += self._xpos[h, b][:, None, :]
-        else:
-            pts = np.stack([envs[k].binding.points(envs[k].data) for k in healthy])
-        if prof:
-            t0 = self._tick("binding", t0)
-
-        # ---- the task's own success criterion (reads the env's synced data)
-        task_ok = []
-        for j, k in enumerate(healthy):
-            env = envs[k]
-            env._points = pts[j]
-            ok, extra = env._task_success(pts[j])
-            task_ok.append(bool(ok))
-            extra_infos.append((k, extra))
-        if prof:
-            t0 = self._tick("task_success", t0)
-
+        pts = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts])
+        tcp = parts[0][2] if len(parts) == 1 else np.concatenate([part[2] for part in parts])
+        task_ok = [ok for part in parts for ok in part[3]]
+        extras = [x for part in parts for x in part[4]]
         t_old = self._t_star[h]
         steps = self._steps[h] + 1
         r = self._reward_kernel(pts, t_old, steps, self._planes if len(healthy) == E else self._planes[h],
@@ -447,12 +519,9 @@ class BatchedFlowVectorEnv(VectorEnv):
         tk = self._target_kp[h]
         subp = tk[rows, sub]
         goal = tk[:, -1]
-        tcp = self._site_xpos[h, self._tcp_site]
         phase = t_new / max(self._T - 1, 1)
         a_, b_ = self._proprio_dim, self._proprio_dim + 3 * K
         obs = self._obs
-        for j, k in enumerate(healthy):
-            obs[k, :a_] = envs[k].robot.proprio(envs[k].data)
         obs[h, a_:b_] = pk.reshape(len(h), -1)
         obs[h, b_:b_ + 3 * K] = (subp - pk).reshape(len(h), -1)
         obs[h, b_ + 3 * K:b_ + 6 * K] = (goal - pk).reshape(len(h), -1)
@@ -467,7 +536,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             env.reward_fn.t_star, env.reward_fn.steps = tn[j], st[j]
             measured = {"tracking_error": te[j], "final_error": fe[j], "flow_index": tn[j],
                         "subgoal_index": sb[j], "progress": pr[j]}
-            measured.update(extra_infos[-len(healthy) + j][1])
+            measured.update(extras[j])
             env._measured = measured
 
         # ---- infos: the entries every healthy env has, as arrays with their masks (the task's extras are
@@ -489,6 +558,12 @@ class BatchedFlowVectorEnv(VectorEnv):
         return infos
 
     # ------------------------------------------------------------------ misc
+    def simulation(self, k: int):
+        """``(batch, row)``: the ``mujoco.batch.Batch`` and its row that hold sub-env k's simulation
+        (e.g. ``batch.bind("qvel")[row]``: its live state; ``env.data`` is a copy, refreshed each step)."""
+        g = self._groups[self._group_of[k]]
+        return g.batch, k - g.lo
+
     def call(self, name: str, *args, **kwargs) -> tuple:
         """``getattr(sub_env, name)(*args, **kwargs)`` (or the attribute) for every sub-env."""
         out = []
@@ -501,5 +576,8 @@ class BatchedFlowVectorEnv(VectorEnv):
         return tuple(getattr(env, name) for env in self.envs)
 
     def close_extras(self, **kwargs: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         for env in self.envs:
             env.close()

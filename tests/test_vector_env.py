@@ -71,6 +71,14 @@ def test_identical_to_sync_vector_env_of_single_envs(env_id, robot, n, steps, ma
     assert sum(int(tr.sum()) for _, tr, _ in runs) >= n * (steps // (max_steps + 1))
 
 
+def test_pipelined_groups_are_identical_too():
+    """groups=2: two Batches, one's physics in a worker thread while Python handles the other."""
+    bat = BatchedFlowVectorEnv(PUSHT, 3, max_episode_steps=8, groups=2)
+    assert bat.pipelined and bat.simulation(2)[1] == 0  # env 2 is row 0 of the second batch
+    assert_same_run(reference(PUSHT, 3, 8), bat, 18, seed=8)
+    bat.close()
+
+
 def test_per_env_reference_path_is_identical_too():
     """vectorize=False: the env's own _get_rew/_get_obs per sub-env (the fallback for overriding tasks)."""
     bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=8, vectorize=False)
@@ -140,12 +148,13 @@ def test_divergence_in_one_env_truncates_it_alone():
     """A velocity beyond MuJoCo's limit in sub-env 1 only: MuJoCo warns (BADQVEL) and resets that
     simulation; that env is truncated with a reason, the others carry on exactly as single envs."""
     n, k, at = 3, 1, 5
-    ref, bat = reference(PUSHT, n, 30), BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=30)
+    ref, bat = reference(PUSHT, n, 30), BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=30, groups=2)
 
     def blow_up(t):
         if t == at:
             ref.envs[k].unwrapped.data.qvel[0] = 1e11
-            bat.batch.bind("qvel")[k, 0] = 1e11
+            batch, row = bat.simulation(k)
+            batch.bind("qvel")[row, 0] = 1e11
 
     runs = assert_same_run(ref, bat, at + 3, seed=7, before_step=blow_up)
     term, trunc, infos = runs[at]
