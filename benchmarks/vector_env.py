@@ -10,6 +10,8 @@ at 1, 4, 16 and 64 envs, env steps per second (all envs together, wall clock) of
 * ``sync`` / ``async``: Gymnasium's ``SyncVectorEnv`` / ``AsyncVectorEnv`` over ``gym.make`` envs;
 * ``sb3_dummy`` / ``sb3_subproc``: SB3's ``DummyVecEnv`` / ``SubprocVecEnv`` (fork) over the same;
 * ``single``: one ``gym.make`` env stepped in a loop (the single-env throughput the targets refer to);
+* CPU time per env step (``time.process_time``: all threads of this process; the subprocess-based
+  envs' workers are not in it) of the batched env and the single env: the load-insensitive comparison;
 * ``raw_batch``: ``Batch.step(nstep=n_substeps)`` alone on the same model with all envs' ctrl fixed,
   and ``raw_mj_step``: ``mj_step(nstep=n_substeps)`` on one MjData: the physical limits.
 
@@ -33,7 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -85,12 +87,13 @@ def make_impl(name: str, env_id: str, robot: str, n: int):
     return (lambda a: env.step(a)), env.close
 
 
-def time_steps(step: Callable, actions: np.ndarray) -> float:
+def time_steps(step: Callable, actions: np.ndarray) -> Tuple[float, float]:
+    """(wall seconds, this process's CPU seconds, all its threads) over ``actions``."""
     gc.collect()
-    t0 = clock()
+    c0, t0 = time.process_time(), clock()
     for a in actions:
         step(a)
-    return clock() - t0
+    return clock() - t0, time.process_time() - c0
 
 
 def single_env_rate(env_id: str, robot: str, actions: np.ndarray, reward_share: bool = True) -> Dict[str, float]:
@@ -107,22 +110,24 @@ def single_env_rate(env_id: str, robot: str, actions: np.ndarray, reward_share: 
         rew_t[0] += clock() - t
         return out
 
-    total = 0.0
+    total = cpu = 0.0
     for instrumented in ((False, True) if reward_share else (False,)):
         u._get_rew = timed_rew if instrumented else orig
         t_inst = 0.0
         for a in actions:
-            t0 = clock()
+            c0, t0 = time.process_time(), clock()
             _, _, term, trunc, _ = env.step(a)
             dt = clock() - t0
             if instrumented:
                 t_inst += dt
             else:
                 total += dt
+                cpu += time.process_time() - c0
             if term or trunc:
                 env.reset()
     env.close()
-    return {"steps_per_s": len(actions) / total, "reward_share": rew_t[0] / t_inst if reward_share else float("nan")}
+    return {"steps_per_s": len(actions) / total, "cpu_us_per_step": cpu / len(actions) * 1e6,
+            "reward_share": rew_t[0] / t_inst if reward_share else float("nan")}
 
 
 def raw_rates(env_id: str, robot: str, n: int, vsteps: int) -> Dict[str, float]:
@@ -175,14 +180,19 @@ def main(argv=None) -> None:
             actions = rng.uniform(-1, 1, (vsteps, n, 2)).astype(np.float32)
             impls = {name: make_impl(name, env_id, robot, n) for name in args.impls}
             rates: Dict[str, List[float]] = {name: [] for name in impls}
+            cpus: Dict[str, List[float]] = {name: [] for name in impls}  # CPU us per env step (in-process ones)
             single_rates: List[float] = []  # the single env, timed in the same repeats (the ratios' baseline)
+            single_cpu: List[float] = []
             raws: List[Dict[str, float]] = []
             for _ in range(args.repeats):
                 for name, (step, _) in impls.items():
                     step(actions[0])  # warm-up (first-step checks, page faults)
-                    rates[name].append(n * vsteps / time_steps(step, actions))
-                single_rates.append(single_env_rate(env_id, robot, actions.reshape(-1, 2)[:args.env_steps],
-                                                    reward_share=False)["steps_per_s"])
+                    wall, cpu = time_steps(step, actions)
+                    rates[name].append(n * vsteps / wall)
+                    cpus[name].append(cpu / (n * vsteps) * 1e6)
+                s1 = single_env_rate(env_id, robot, actions.reshape(-1, 2)[:args.env_steps], reward_share=False)
+                single_rates.append(s1["steps_per_s"])
+                single_cpu.append(s1["cpu_us_per_step"])
                 raws.append(raw_rates(env_id, robot, n, vsteps))
             for _, close in impls.values():
                 close()
@@ -204,6 +214,12 @@ def main(argv=None) -> None:
             for name, xs in rates.items():
                 row[f"{name}_steps_per_s"] = statistics.median(xs)
             row["single_env_steps_per_s_same_repeats"] = statistics.median(single_rates)
+            row["single_env_cpu_us_per_step"] = statistics.median(single_cpu)
+            for name in ("batched", "batched_pipelined", "sync", "sb3_dummy"):  # subprocess CPU is not counted
+                if name in cpus:
+                    row[f"{name}_cpu_us_per_env_step"] = statistics.median(cpus[name])
+            if "batched" in cpus:  # load-insensitive: > 1 means the batched env spends less CPU per env step
+                row["single_cpu_over_batched_cpu"] = statistics.median(s_ / b for s_, b in zip(single_cpu, cpus["batched"]))
             if "batched" in rates:
                 row["batched_vs_single"] = statistics.median(b / s_ for b, s_ in zip(rates["batched"], single_rates))
                 for other in ("async", "sync", "sb3_subproc", "sb3_dummy"):
@@ -219,8 +235,9 @@ def main(argv=None) -> None:
           f"~{args.env_steps} env steps with random actions; D2F-PushT-v0.",
           "",
           "| robot | envs | batched | batched pipelined | sync | async | sb3 dummy | sb3 subproc | single env | "
-          "raw Batch | batched / single | batched / async | reward share (batched) | reward share (single) |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "raw Batch | batched / single | batched / async | CPU us/env step batched, single | "
+          "reward share (batched) | reward share (single) |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         g = lambda k: f"{r[k]:.0f}" if k in r else ""  # noqa: E731
         md.append(f"| {r['robot']} | {r['num_envs']} | {g('batched_steps_per_s')} | "
@@ -228,6 +245,7 @@ def main(argv=None) -> None:
                   f"{g('async_steps_per_s')} | {g('sb3_dummy_steps_per_s')} | {g('sb3_subproc_steps_per_s')} | "
                   f"{r['single_env_steps_per_s_same_repeats']:.0f} | {r['raw_batch_steps_per_s']:.0f} | "
                   f"{r.get('batched_vs_single', float('nan')):.2f}x | {r.get('batched_vs_async', float('nan')):.2f}x | "
+                  f"{r.get('batched_cpu_us_per_env_step', float('nan')):.0f}, {r['single_env_cpu_us_per_step']:.0f} | "
                   f"{r['batched_phase_shares']['reward_total']:.0%} | {r['single_env_reward_share']:.0%} |")
     md += ["", "Batched env step time by phase (profiled pass; controller = actions -> ctrl incl. arm IK, "
            "sync = Batch.get_data into each env's MjData + divergence check, task_success = the task's own "

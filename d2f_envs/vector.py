@@ -7,7 +7,9 @@ that is task logic is the env's own code. What is batched:
 
 * physics: the sub-envs' simulations live in one persistent ``Batch`` and advance
   with ONE ``Batch.step(nstep=n_substeps)`` per control step, on the batch's thread
-  pool outside the GIL (bit-identical to a loop of ``mj_step``);
+  pool outside the GIL (bit-identical to a loop of ``mj_step``); with ``groups=G``
+  the envs are split over G batches and a group's physics runs in a worker thread
+  while Python handles the other groups (pipelined);
 * the flow reward's time alignment (errors to all remaining frames, argmin, subgoal,
   terms), the rigid binding's points and the observation's flow part: numpy array
   operations over all sub-envs at once, the same IEEE operations in the same order
@@ -27,7 +29,15 @@ observations, rewards, flags and infos are identical.
 A task whose ``step`` is not ``FlowEnv.step`` cannot have its physics batched and is
 refused with a clear error. A task that overrides ``_get_obs``/``_get_rew`` or uses
 another reward class or a non-rigid binding gets the per-sub-env path for that part:
-its own methods on each sub-env (still with batched physics), never an approximation.
+its own methods on each sub-env (still with batched physics), never an approximation;
+the batched reward is also checked against a copy of the env's reward object at
+construction, and the first batched observation against ``FlowEnv._get_obs``.
+
+The batch runs sub-env 0's compiled model for all: the tasks randomise through state
+(qpos, mocap), never by editing the model; a task that edited its model at reset
+would need ``Batch.set_models``. Differences from N single envs: none in results;
+a MuJoCo error (``mju_error``) inside one simulation, which would raise from a single
+env's ``mj_step``, truncates that sub-env with ``truncation_reason`` instead.
 """
 from __future__ import annotations
 
@@ -66,7 +76,6 @@ _STATE_FIELDS = (
     ("plugin_state", mujoco.mjtState.mjSTATE_PLUGIN),
     ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
 )
-
 
 
 class _SimGroup:
@@ -131,7 +140,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         e0 = self.envs[0]
         cls = type(e0)
         if not isinstance(e0, FlowEnv):
-            raise TypeError(f"{env_id}: {cls.__name__} is not a FlowEnv; BatchedFlowVectorEnv batches FlowEnv tasks only")
+            raise TypeError(f"{env_id}: {cls.__name__} is not a FlowEnv; BatchedFlowVectorEnv batches FlowEnv tasks")
         if cls.step is not FlowEnv.step:
             raise NotImplementedError(
                 f"{env_id}: {cls.__name__} overrides step(), so its physics cannot be batched; "
@@ -256,7 +265,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             raise ValueError(f"actions of shape {actions.shape}, expected {self.action_space.shape}")
         prof = self.profile
         t0 = time.perf_counter() if prof else 0.0
-        envs, m = self.envs, self.model
+        envs = self.envs
         rewards = np.zeros(E)
         terminated = np.zeros(E, dtype=bool)
         truncated = np.zeros(E, dtype=bool)
@@ -352,7 +361,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
             self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
             extra_infos.append((k, info))
-        for k, info in extra_infos:
+        for k, info in sorted(extra_infos, key=lambda x: x[0]):  # env order, as SyncVectorEnv creates arrays
             infos = self._add_info(infos, info, k)
 
         # ---- TimeLimit, then NEXT_STEP autoreset flags
@@ -441,14 +450,14 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
-        envs, m, ctrl = self.envs, self.model, g.ctrl
+        envs, ctrl = self.envs, g.ctrl
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)
             if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
                 a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
             acts[k] = a
             env = envs[k]
-            env.controller.apply(m, env.data, a)
+            env.controller.apply(env.model, env.data, a)
             ctrl[k - g.lo] = env.data.ctrl
 
     def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:

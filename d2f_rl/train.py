@@ -195,7 +195,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
     else:
         env = make_vec_env(
             args.env, n_envs=cfg["n_envs"], seed=seed + start_steps, env_kwargs=cfg["env_kwargs"],
-            wrapper_class=cfg["env_wrapper"], vec_env_cls={"dummy": DummyVecEnv, "subproc": SubprocVecEnv}[args.vec_env],
+            wrapper_class=cfg["env_wrapper"],
+            vec_env_cls={"dummy": DummyVecEnv, "subproc": SubprocVecEnv}[args.vec_env],
         )
     if cfg["normalize"] is not None:
         if checkpoint is not None and (checkpoint / VECNORM_FILE).exists():
