@@ -33,6 +33,9 @@ from .utils import (
 )
 
 DEFAULT_ENV = "D2F-PushT-v0"
+#: --vec-env auto: the batched vec env from this many training envs on (benchmarks/vector_env.py: at 1 env its
+#: fixed per-step cost loses to DummyVecEnv, from 4 envs on it is ahead)
+BATCH_MIN_ENVS = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-freq", type=int, default=50_000,
                    help="save a checkpoint every this many env steps; <= 0: only at the end")
     p.add_argument("--n-envs", type=int, default=-1, help="number of training envs; -1: the config's n_envs")
-    p.add_argument("--vec-env", type=str, default="batch", choices=("batch", "dummy", "subproc"),
+    p.add_argument("--vec-env", type=str, default="auto", choices=("auto", "batch", "dummy", "subproc"),
                    help="training envs: batch = one process, all envs' physics in one mujoco.batch step and the "
-                        "reward vectorised (d2f_envs.vector; see benchmarks/vector_env.py), dummy = SB3 DummyVecEnv, "
-                        "subproc = SB3 SubprocVecEnv (one process per env)")
+                        "reward vectorised (d2f_envs.vector), dummy = SB3 DummyVecEnv, subproc = SB3 SubprocVecEnv "
+                        f"(one process per env); auto = batch from {BATCH_MIN_ENVS} envs on, where it was faster "
+                        "than dummy in benchmarks/vector_env.py, else dummy")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in -f (a run folder) or the latest <algo>/<env> run under -f "
                         "from its last checkpoint")
@@ -185,7 +189,10 @@ def main(argv: Optional[List[str]] = None) -> Path:
     if checkpoint is not None:
         import json
         start_steps = int(json.loads((checkpoint / "meta.json").read_text())["num_timesteps"])
-    if args.vec_env == "batch":  # episode stats: VecMonitor over the batch instead of a Monitor per env
+    vec_env = args.vec_env
+    if vec_env == "auto":
+        vec_env = "batch" if cfg["n_envs"] >= BATCH_MIN_ENVS else "dummy"
+    if vec_env == "batch":  # episode stats: VecMonitor over the batch instead of a Monitor per env
         from .vec_env import make_batched_vec_env
 
         env = VecMonitor(make_batched_vec_env(
@@ -196,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
         env = make_vec_env(
             args.env, n_envs=cfg["n_envs"], seed=seed + start_steps, env_kwargs=cfg["env_kwargs"],
             wrapper_class=cfg["env_wrapper"],
-            vec_env_cls={"dummy": DummyVecEnv, "subproc": SubprocVecEnv}[args.vec_env],
+            vec_env_cls={"dummy": DummyVecEnv, "subproc": SubprocVecEnv}[vec_env],
         )
     if cfg["normalize"] is not None:
         if checkpoint is not None and (checkpoint / VECNORM_FILE).exists():
