@@ -160,6 +160,8 @@ def main(argv=None) -> None:
     p.add_argument("--robots", nargs="+", default=["pusher", "panda"])
     p.add_argument("--impls", nargs="+",
                    default=["batched", "batched_pipelined", "sync", "async", "sb3_dummy", "sb3_subproc"])
+    p.add_argument("--sequential-from", type=int, default=64,
+                   help="from this many envs on, make/time/close one vector env at a time (memory)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vector_env.json")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "vector_env.png")
     args = p.parse_args(argv)
@@ -178,24 +180,39 @@ def main(argv=None) -> None:
         for n in args.num_envs:
             vsteps = max(args.env_steps // n, 10)
             actions = rng.uniform(-1, 1, (vsteps, n, 2)).astype(np.float32)
-            impls = {name: make_impl(name, env_id, robot, n) for name in args.impls}
+            # all vector envs alive at once, so that each repeat times them back to back; from
+            # --sequential-from envs on (memory: six 64-env Panda vector envs at once got a worker OOM-killed on
+            # the 2-core VM) each is made, timed for all repeats and closed in turn
+            sequential = n >= args.sequential_from
+            impls = {name: (None if sequential else make_impl(name, env_id, robot, n)) for name in args.impls}
             rates: Dict[str, List[float]] = {name: [] for name in impls}
             cpus: Dict[str, List[float]] = {name: [] for name in impls}  # CPU us per env step (in-process ones)
             single_rates: List[float] = []  # the single env, timed in the same repeats (the ratios' baseline)
             single_cpu: List[float] = []
             raws: List[Dict[str, float]] = []
+            def time_impl(name, step):
+                step(actions[0])  # warm-up (first-step checks, page faults)
+                wall, cpu = time_steps(step, actions)
+                rates[name].append(n * vsteps / wall)
+                cpus[name].append(cpu / (n * vsteps) * 1e6)
+
+            if sequential:
+                for name in impls:
+                    step, close = make_impl(name, env_id, robot, n)
+                    for _ in range(args.repeats):
+                        time_impl(name, step)
+                    close()
             for _ in range(args.repeats):
-                for name, (step, _) in impls.items():
-                    step(actions[0])  # warm-up (first-step checks, page faults)
-                    wall, cpu = time_steps(step, actions)
-                    rates[name].append(n * vsteps / wall)
-                    cpus[name].append(cpu / (n * vsteps) * 1e6)
+                if not sequential:
+                    for name, (step, _) in impls.items():
+                        time_impl(name, step)
                 s1 = single_env_rate(env_id, robot, actions.reshape(-1, 2)[:args.env_steps], reward_share=False)
                 single_rates.append(s1["steps_per_s"])
                 single_cpu.append(s1["cpu_us_per_step"])
                 raws.append(raw_rates(env_id, robot, n, vsteps))
-            for _, close in impls.values():
-                close()
+            if not sequential:
+                for _, close in impls.values():
+                    close()
             # where the batched env's step goes (a separate, profiled pass)
             prof_env = BatchedFlowVectorEnv(env_id, n, robot=robot, profile=True)
             prof_env.reset(seed=0)
