@@ -33,9 +33,11 @@ from .utils import (
 )
 
 DEFAULT_ENV = "D2F-PushT-v0"
-#: --vec-env auto: the batched vec env from this many training envs on (benchmarks/vector_env.py: at 1 env its
-#: fixed per-step cost loses to DummyVecEnv, from 4 envs on it is ahead)
-BATCH_MIN_ENVS = 4
+#: --vec-env auto: the batched vec env from this many training envs on. benchmarks/vector_env.py on the loaded
+#: 2-core VM: its fixed per-step cost makes it use more CPU per env step than a single env at 1-4 envs (~1.9x at
+#: 1, ~1.2x at 4), about the same at 8 and less from 16 on, with its physics free to use the second core; rerun
+#: on a quiet machine to move this threshold
+BATCH_MIN_ENVS = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vec-env", type=str, default="auto", choices=("auto", "batch", "dummy", "subproc"),
                    help="training envs: batch = one process, all envs' physics in one mujoco.batch step and the "
                         "reward vectorised (d2f_envs.vector), dummy = SB3 DummyVecEnv, subproc = SB3 SubprocVecEnv "
-                        f"(one process per env); auto = batch from {BATCH_MIN_ENVS} envs on, where it was faster "
-                        "than dummy in benchmarks/vector_env.py, else dummy")
+                        f"(one process per env); auto = batch from {BATCH_MIN_ENVS} envs on (where it stops costing more "
+                        "CPU per env step than a single env, benchmarks/vector_env.py), else dummy")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in -f (a run folder) or the latest <algo>/<env> run under -f "
                         "from its last checkpoint")
