@@ -13,6 +13,8 @@ import os
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
+import functools
+
 from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
@@ -28,10 +30,19 @@ ENV_IDS = {
 }
 
 
+def make_batched_vector_env(env_id: str, num_envs: int, **kwargs):
+    """``gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")``: the batched
+    :class:`~d2f_envs.vector.BatchedFlowVectorEnv` (imported on first use)."""
+    from .vector import BatchedFlowVectorEnv
+
+    return BatchedFlowVectorEnv(env_id, num_envs=num_envs, **kwargs)
+
+
 def register_envs() -> None:
     for env_id, (entry_point, max_steps) in ENV_IDS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
+            register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps,
+                     vector_entry_point=functools.partial(make_batched_vector_env, env_id))
 
 
 register_envs()

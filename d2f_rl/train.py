@@ -33,6 +33,11 @@ from .utils import (
 )
 
 DEFAULT_ENV = "D2F-PushT-v0"
+#: --vec-env auto: the batched vec env from this many training envs on. benchmarks/vector_env.py on the loaded
+#: 2-core VM: its fixed per-step cost makes it use more CPU per env step than a single env at 1-4 envs (~1.9x at
+#: 1, ~1.2x at 4), about the same at 8 and less from 16 on, with its physics free to use the second core; rerun
+#: on a quiet machine to move this threshold
+BATCH_MIN_ENVS = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-freq", type=int, default=50_000,
                    help="save a checkpoint every this many env steps; <= 0: only at the end")
     p.add_argument("--n-envs", type=int, default=-1, help="number of training envs; -1: the config's n_envs")
+    p.add_argument("--vec-env", type=str, default="auto", choices=("auto", "batch", "dummy", "subproc"),
+                   help="training envs: batch = one process, all envs' physics in one mujoco.batch step and the "
+                        "reward vectorised (d2f_envs.vector), dummy = SB3 DummyVecEnv, subproc = SB3 SubprocVecEnv "
+                        f"(one process per env); auto = batch from {BATCH_MIN_ENVS} envs on (where it stops costing more "
+                        "CPU per env step than a single env, benchmarks/vector_env.py), else dummy")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in -f (a run folder) or the latest <algo>/<env> run under -f "
                         "from its last checkpoint")
@@ -126,7 +136,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
 
     from .callbacks import (
         REPLAY_FILE, VECNORM_FILE, AtomicCheckpointCallback, FlowEvalCallback, latest_checkpoint, load_replay_buffer,
@@ -183,10 +193,22 @@ def main(argv: Optional[List[str]] = None) -> Path:
     if checkpoint is not None:
         import json
         start_steps = int(json.loads((checkpoint / "meta.json").read_text())["num_timesteps"])
-    env = make_vec_env(
-        args.env, n_envs=cfg["n_envs"], seed=seed + start_steps, env_kwargs=cfg["env_kwargs"],
-        wrapper_class=cfg["env_wrapper"], vec_env_cls=DummyVecEnv,
-    )
+    vec_env = args.vec_env
+    if vec_env == "auto":
+        vec_env = "batch" if cfg["n_envs"] >= BATCH_MIN_ENVS else "dummy"
+    if vec_env == "batch":  # episode stats: VecMonitor over the batch instead of a Monitor per env
+        from .vec_env import make_batched_vec_env
+
+        env = VecMonitor(make_batched_vec_env(
+            args.env, cfg["n_envs"], seed=seed + start_steps, env_kwargs=cfg["env_kwargs"],
+            wrapper_class=cfg["env_wrapper"],
+        ))
+    else:
+        env = make_vec_env(
+            args.env, n_envs=cfg["n_envs"], seed=seed + start_steps, env_kwargs=cfg["env_kwargs"],
+            wrapper_class=cfg["env_wrapper"],
+            vec_env_cls={"dummy": DummyVecEnv, "subproc": SubprocVecEnv}[vec_env],
+        )
     if cfg["normalize"] is not None:
         if checkpoint is not None and (checkpoint / VECNORM_FILE).exists():
             env = VecNormalize.load(str(checkpoint / VECNORM_FILE), env)

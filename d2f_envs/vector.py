@@ -1,0 +1,592 @@
+"""A batched Gymnasium ``VectorEnv`` for every dream2flow-gym task: one ``mujoco.batch.Batch`` step per control step.
+
+:class:`BatchedFlowVectorEnv` runs ``num_envs`` copies of one task. Each copy is a
+real task env (``gym.make(env_id, **kwargs).unwrapped``) that keeps its own model,
+``MjData``, controller, binding, reward and random generator, so that everything
+that is task logic is the env's own code. What is batched:
+
+* physics: the sub-envs' simulations live in one persistent ``Batch`` and advance
+  with ONE ``Batch.step(nstep=n_substeps)`` per control step, on the batch's thread
+  pool outside the GIL (bit-identical to a loop of ``mj_step``); with ``groups=G``
+  the envs are split over G batches and a group's physics runs in a worker thread
+  while Python handles the other groups (pipelined);
+* the flow reward's time alignment (errors to all remaining frames, argmin, subgoal,
+  terms), the rigid binding's points and the observation's flow part: numpy array
+  operations over all sub-envs at once, the same IEEE operations in the same order
+  as :class:`~d2f_envs.reward.FlowTrackingReward` and ``FlowEnv._get_obs``.
+
+Per sub-env Python remains where it is the env's own logic: ``controller.apply``
+(the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+``data`` (``Batch.get_data``, a few microseconds) so that its code reads the state
+it would have stepped itself, the divergence check, the task's success test
+(e.g. Push-T's coverage) and the robot's proprioception.
+
+Semantics are those of ``gymnasium.vector.SyncVectorEnv`` over ``gym.make(env_id)``
+envs (``TimeLimit`` from the registry, ``NEXT_STEP`` autoreset, seeds ``seed + i``,
+``infos`` as dict of arrays with ``_key`` masks); tests/test_vector_env.py checks that
+observations, rewards, flags and infos are identical.
+
+A task whose ``step`` is not ``FlowEnv.step`` cannot have its physics batched and is
+refused with a clear error. A task that overrides ``_get_obs``/``_get_rew`` or uses
+another reward class or a non-rigid binding gets the per-sub-env path for that part:
+its own methods on each sub-env (still with batched physics), never an approximation;
+the batched reward is also checked against a copy of the env's reward object at
+construction, and the first batched observation against ``FlowEnv._get_obs``.
+
+The batch runs sub-env 0's compiled model for all: the tasks randomise through state
+(qpos, mocap), never by editing the model; a task that edited its model at reset
+would need ``Batch.set_models``. Differences from N single envs: none in results;
+a MuJoCo error (``mju_error``) inside one simulation, which would raise from a single
+env's ``mj_step``, truncates that sub-env with ``truncation_reason`` instead.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from mujoco.batch import Batch, SimulationError
+
+from .base import FlowEnv
+from .bindings import RigidBinding
+from .reward import FlowTrackingReward
+
+#: the ``mjSTATE_INTEGRATION`` components by MjData field: what a sub-env's reset writes into its batch row
+_STATE_FIELDS = (
+    ("time", mujoco.mjtState.mjSTATE_TIME),
+    ("qpos", mujoco.mjtState.mjSTATE_QPOS),
+    ("qvel", mujoco.mjtState.mjSTATE_QVEL),
+    ("act", mujoco.mjtState.mjSTATE_ACT),
+    ("history", mujoco.mjtState.mjSTATE_HISTORY),
+    ("qacc_warmstart", mujoco.mjtState.mjSTATE_WARMSTART),
+    ("ctrl", mujoco.mjtState.mjSTATE_CTRL),
+    ("qfrc_applied", mujoco.mjtState.mjSTATE_QFRC_APPLIED),
+    ("xfrc_applied", mujoco.mjtState.mjSTATE_XFRC_APPLIED),
+    ("eq_active", mujoco.mjtState.mjSTATE_EQ_ACTIVE),
+    ("mocap_pos", mujoco.mjtState.mjSTATE_MOCAP_POS),
+    ("mocap_quat", mujoco.mjtState.mjSTATE_MOCAP_QUAT),
+    ("userdata", mujoco.mjtState.mjSTATE_USERDATA),
+    ("plugin_state", mujoco.mjtState.mjSTATE_PLUGIN),
+    ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
+)
+
+
+class _SimGroup:
+    """The simulations of sub-envs ``lo .. hi-1`` in one persistent Batch, with the views the env reads."""
+
+    def __init__(self, model: mujoco.MjModel, ids: range, nthread: int, want_poses: bool):
+        self.lo, self.hi = ids.start, ids.stop
+        self.batch = Batch(model, nsim=self.hi - self.lo, nthread=nthread, persistent=True)
+        self.state_views = [(name, self.batch.bind(name)) for name, bit in _STATE_FIELDS
+                            if mujoco.mj_stateSize(model, bit)]
+        self.ctrl = self.batch.bind("ctrl")
+        if want_poses:
+            self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
+            self.site_xpos = self.batch.bind("site_xpos")
+
+    def step(self, ks: List[int], nstep: int) -> Dict[int, str]:
+        """Step the simulations of sub-envs ``ks``; returns {row: MuJoCo error} of those that failed
+        (they kept their state; the others completed). Runs in the physics thread when pipelined."""
+        rows = None if len(ks) == self.hi - self.lo else [k - self.lo for k in ks]
+        try:
+            self.batch.step(ids=rows, nstep=nstep)
+        except SimulationError as e:
+            return {int(i): self.batch.error(int(i)) for i in e.ids}  # ids are rows of this batch
+        return {}
+
+
+class BatchedFlowVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``env_id`` with batched physics, reward and observations (see the module docstring).
+
+    Args:
+        env_id: a registered dream2flow-gym id (``d2f_envs.ENV_IDS``).
+        num_envs: number of sub-envs.
+        max_episode_steps: ``TimeLimit``; None: the registry's.
+        nthread: physics threads of each group's Batch; None: 1 when pipelined (the physics worker
+            thread is the second core's work), else 0 (all CPUs).
+        groups: how many Batches the envs are split into; with more than one, a group's physics runs
+            in a worker thread while Python handles the controls and results of the others (pipelined).
+            None: 1 (physics on the batch's own thread pool, Python waits for it).
+        vectorize: False runs the reward and observation per sub-env with the env's own
+            methods (the reference path; physics stays batched).
+        profile: accumulate seconds per phase in ``self.timings`` (benchmarks).
+        **env_kwargs: passed to every sub-env (``robot=``, ``flow=``, ...).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None,
+                 nthread: Optional[int] = None, groups: Optional[int] = None, vectorize: bool = True,
+                 profile: bool = False, **env_kwargs: Any):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if env_kwargs.get("render_mode") is not None:
+            raise ValueError("BatchedFlowVectorEnv does not render; use gym.make_vec(..., vectorization_mode='sync')")
+        env_kwargs.pop("render_mode", None)
+        spec = gym.spec(env_id)
+        self.env_id = env_id
+        self.num_envs = int(num_envs)
+        self.max_episode_steps = spec.max_episode_steps if max_episode_steps is None else int(max_episode_steps)
+        # real task envs: each owns its model, data, controller, binding, reward and np_random
+        self.envs: List[FlowEnv] = [gym.make(env_id, disable_env_checker=True, **env_kwargs).unwrapped
+                                    for _ in range(self.num_envs)]
+        e0 = self.envs[0]
+        cls = type(e0)
+        if not isinstance(e0, FlowEnv):
+            raise TypeError(f"{env_id}: {cls.__name__} is not a FlowEnv; BatchedFlowVectorEnv batches FlowEnv tasks")
+        if cls.step is not FlowEnv.step:
+            raise NotImplementedError(
+                f"{env_id}: {cls.__name__} overrides step(), so its physics cannot be batched; "
+                "use gym.make_vec(..., vectorization_mode='sync') or 'async'")
+        self.model = e0.model
+        self.n_substeps = e0.n_substeps
+        self.single_observation_space = e0.observation_space
+        self.single_action_space = e0.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self.spec = None
+
+        # ---- which parts can be computed over all sub-envs at once (else: the env's own methods per sub-env)
+        rf = e0.reward_fn
+        self.vectorized = bool(vectorize) and (
+            cls._get_obs is FlowEnv._get_obs and cls._get_rew is FlowEnv._get_rew
+            and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward)
+        self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
+
+        # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
+        #      all (tasks randomise through state: qpos, mocap, never model edits). The envs are split into
+        #      `groups` contiguous ranges, one Batch each, so that one group's physics (a worker thread,
+        #      outside the GIL) runs while Python works on another group's controls and results.
+        E = self.num_envs
+        if groups is None:  # pipelining only pays with a core to spare for the physics thread (see benchmarks)
+            groups = 1
+        groups = max(1, min(int(groups), E))
+        self.pipelined = groups > 1
+        nthread = (1 if self.pipelined else 0) if nthread is None else int(nthread)
+        bounds = np.linspace(0, E, groups + 1).round().astype(int).tolist()
+        self._groups = [_SimGroup(self.model, range(lo, hi), nthread, want_poses=self.rigid_points or self.vectorized)
+                        for lo, hi in zip(bounds[:-1], bounds[1:])]
+        self._group_of = np.repeat(np.arange(groups), np.diff(bounds)).tolist()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-physics") if self.pipelined else None
+        if self.rigid_points:
+            self._body = e0.binding._id
+            self._local = np.stack([e.binding.local_points for e in self.envs])  # (E, N, 3)
+        if self.vectorized:
+            self._tcp_site = e0.robot.tcp_site_id
+            T, N = rf._vis.shape
+            self._T = T
+            self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
+            self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
+            self._buf3 = np.empty((self.num_envs, 3, T, N))
+            self._buf = np.empty((self.num_envs, T, N))
+            self._kp = e0._kp
+            self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
+            self._t_star = np.zeros(self.num_envs, dtype=np.int64)
+            self._steps = np.zeros(self.num_envs, dtype=np.int64)
+            self._frames = np.arange(T)
+            self._proprio_dim = e0.robot.proprio_dim
+            if not self._reward_kernel_matches_reward():
+                warnings.warn(f"{env_id}: {type(rf).__name__} computes something the batched reward does not "
+                              "mirror; using each env's own _get_rew/_get_obs (physics stays batched)")
+                self.vectorized = False
+        self._obs_checked = False  # the first vectorised observation is checked against the env's own _get_obs
+
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._obs = np.zeros((self.num_envs,) + self.single_observation_space.shape)
+        self.profile = bool(profile)
+        self.timings: Dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _tick(self, name: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + t - t0
+        return t
+
+    def _load_row(self, k: int) -> None:
+        """Make sub-env k's simulation in its batch the sub-env's current state (after a reset)."""
+        g = self._groups[self._group_of[k]]
+        j = k - g.lo
+        g.batch.reset(ids=[j], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
+        d = self.envs[k].data
+        for name, view in g.state_views:
+            view[j] = getattr(d, name)
+
+    def _after_reset(self, k: int) -> None:
+        """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
+        self._load_row(k)
+        self._elapsed[k] = 0
+        if self.vectorized:
+            rf = self.envs[k].reward_fn
+            self._planes[k] = np.moveaxis(rf.target, 2, 0)
+            self._target_kp[k] = rf.target[:, self._kp]
+            self._t_star[k] = rf.t_star
+            self._steps[k] = rf.steps
+        if self.rigid_points:
+            self._local[k] = self.envs[k].binding.local_points
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: Union[None, int, Sequence[Optional[int]]] = None, options: Optional[dict] = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed: a list of {len(seeds)} seeds for {self.num_envs} envs")
+        options = dict(options) if options else None
+        mask = None
+        if options is not None and "reset_mask" in options:
+            mask = np.asarray(options.pop("reset_mask"))
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with a True")
+        ids = range(self.num_envs) if mask is None else np.flatnonzero(mask).tolist()
+        infos: Dict[str, Any] = {}
+        for k in ids:
+            self._obs[k], info = self.envs[k].reset(seed=seeds[k], options=options or None)
+            self._after_reset(k)
+            self._autoreset[k] = False
+            infos = self._add_info(infos, info, k)
+        return self._obs.copy(), infos
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        E = self.num_envs
+        if actions.shape != self.action_space.shape:
+            raise ValueError(f"actions of shape {actions.shape}, expected {self.action_space.shape}")
+        prof = self.profile
+        t0 = time.perf_counter() if prof else 0.0
+        envs = self.envs
+        rewards = np.zeros(E)
+        terminated = np.zeros(E, dtype=bool)
+        truncated = np.zeros(E, dtype=bool)
+        extra_infos: List[tuple] = []  # (k, info dict) merged after the array-built entries
+
+        # ---- NEXT_STEP autoreset: an env done at the last step is reset now instead of stepped
+        reset_ids = np.flatnonzero(self._autoreset).tolist()
+        for k in reset_ids:
+            self._obs[k], info = envs[k].reset()
+            self._after_reset(k)
+            extra_infos.append((k, info))
+        step_ids = np.flatnonzero(~self._autoreset).tolist() if reset_ids else list(range(E))
+        if not step_ids:
+            self._autoreset[:] = False
+            infos: Dict[str, Any] = {}
+            for k, info in extra_infos:
+                infos = self._add_info(infos, info, k)
+            return self._obs.copy(), rewards, terminated, truncated, infos
+
+        # ---- per group: actions -> ctrl (the env's own controller on its own data, as FlowEnv.step), then
+        #      that group's physics, one Batch.step, in the worker thread while the next group's controls run
+        acts: List[Any] = [None] * E
+        stepped = [[k for k in step_ids if g.lo <= k < g.hi] for g in self._groups]
+        pending = []
+        for g, ks in zip(self._groups, stepped):
+            if not ks:
+                pending.append(None)
+                continue
+            self._apply_controls(g, ks, actions, acts)
+            if prof:
+                t0 = self._tick("controller", t0)
+            if self._executor is not None:
+                pending.append(self._executor.submit(g.step, ks, self.n_substeps))
+            else:
+                pending.append(g.step(ks, self.n_substeps))
+            if prof:
+                t0 = self._tick("physics", t0)  # pipelined: only the hand-over; the wait is physics_wait
+
+        # ---- per group, as its physics completes: each env's data <- its simulation, the env's own
+        #      divergence check, then the per-env parts of the reward/observation (overlapping the next
+        #      group's physics)
+        healthy, diverged = [], []
+        parts = []  # vectorised path: per group (healthy ids, points, tcp)
+        infos: Dict[str, Any] = {}
+        for g, ks, res in zip(self._groups, stepped, pending):
+            if res is None:
+                continue
+            failed = res.result() if self._executor is not None else res
+            if prof:
+                t0 = self._tick("physics_wait", t0)
+            h = []
+            for k in ks:
+                env = envs[k]
+                g.batch.get_data(k - g.lo, env.data)
+                reason = env._check_divergence()
+                if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
+                    reason = f"physics failed: MuJoCo error {failed[k - g.lo]!r} at t={env.data.time:.3f}s"
+                if reason:
+                    diverged.append((k, reason))
+                else:
+                    h.append(k)
+            healthy += h
+            if prof:
+                t0 = self._tick("sync", t0)
+            if not h:
+                continue
+            if self.vectorized:
+                parts.append(self._per_env_part(g, h, extra_infos))
+                if prof:
+                    t0 = time.perf_counter()  # _per_env_part accounts its own phases
+            else:
+                for k in h:
+                    env = envs[k]
+                    env._points = env.binding.points(env.data)
+                    rewards[k], info = env._get_rew(acts[k])
+                    self._obs[k] = env._get_obs()
+                    extra_infos.append((k, info))
+                if prof:
+                    t0 = self._tick("reward_obs_per_env", t0)
+        self._elapsed[step_ids] += 1
+
+        if parts:
+            infos = self._vectorized_rewards_obs(parts, acts, rewards, t0)
+            if not self._obs_checked:  # FlowEnv._get_obs changed under us? then use it, never a stale copy
+                self._obs_checked = True
+                if not np.array_equal(envs[healthy[0]]._get_obs(), self._obs[healthy[0]]):
+                    warnings.warn(f"{self.env_id}: the batched observation differs from FlowEnv._get_obs; "
+                                  "using each env's own _get_rew/_get_obs from now on")
+                    self.vectorized = False
+                    for k in healthy:
+                        self._obs[k] = envs[k]._get_obs()
+        for k, reason in sorted(diverged):
+            self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
+            self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
+            extra_infos.append((k, info))
+        for k, info in sorted(extra_infos, key=lambda x: x[0]):  # env order, as SyncVectorEnv creates arrays
+            infos = self._add_info(infos, info, k)
+
+        # ---- TimeLimit, then NEXT_STEP autoreset flags
+        truncated[step_ids] |= self._elapsed[step_ids] >= self.max_episode_steps
+        self._autoreset = terminated | truncated
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def _reward_kernel(self, pts, t_old, steps, planes, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
+        """FlowTrackingReward.step (measure, terms, success, reward) for E_h envs at once.
+
+        ``pts`` (E_h, N, 3); ``t_old`` t* before the step; ``steps`` the step counts after it; ``planes``
+        (E_h, 3, T, N) the re-anchored targets; ``acts`` the float64 actions; ``task_ok`` the task's criterion.
+        Same IEEE operations in the same order as the reward's own code, element by element.
+        """
+        rf0 = self.envs[0].reward_fn
+        nh = len(pts)
+        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
+        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
+        f0 = int(t_old.min())
+        Tr = self._T - f0
+        planes = planes[:, :, f0:]  # (E_h, 3, T', N)
+        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
+        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
+        np.multiply(b3, b3, out=b3)
+        d = self._buf[:nh, :Tr]
+        np.add(b3[:, 0], b3[:, 1], out=d)
+        np.add(d, b3[:, 2], out=d)
+        np.sqrt(d, out=d)
+        if not self._all_visible:
+            np.multiply(d, self._vis[f0:], out=d)
+        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
+        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
+        t_new = masked.argmin(axis=1) + f0
+        last = self._T - 1
+        clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
+        if rf0.alignment == "nearest":
+            sub = np.minimum(t_new + rf0.lookahead, last)
+            if rf0.max_lag is not None:
+                sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
+        else:
+            sub = np.minimum(clock, last)
+        tracking = errs[np.arange(nh), np.maximum(sub - f0, 0)]
+        for j in np.flatnonzero(sub < t_old).tolist():  # clock alignment only: the reward's frame_error path
+            tracking[j] = reward_fns[j].frame_error(pts[j], int(sub[j]))
+        final = errs[:, -1].copy()
+        progress = t_new - t_old
+        # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
+        s = rf0.scales
+        sigma = rf0.sigma
+        r_track = np.array([s.tracking * math.exp(-e / sigma) for e in tracking.tolist()])
+        r_prog = s.progress * progress / rf0._tmax
+        r_act = np.array([-s.action * float(a @ a) / max(a.size, 1) for a in acts])
+        success = (final < rf0.success_threshold) & task_ok
+        r_succ = s.success * success.astype(np.float64)
+        return {
+            "tracking_error": tracking, "final_error": final, "flow_index": t_new, "subgoal_index": sub,
+            "progress": progress, "reward_tracking": r_track, "reward_progress": r_prog, "reward_action": r_act,
+            "reward_success": r_succ, "is_success": success,
+            "reward": ((r_track + r_prog) + r_act) + r_succ,  # == float(sum(terms.values())), in dict order
+        }
+
+    def _reward_kernel_matches_reward(self) -> bool:
+        """Whether :meth:`_reward_kernel` computes what the env's reward object computes, checked on a
+        copy of it over a few probe steps (a changed metric or alignment rule in reward.py shows up here,
+        and the batched env then uses the env's own methods instead of computing something else)."""
+        import copy
+
+        rf = copy.deepcopy(self.envs[0].reward_fn)
+        rng = np.random.default_rng(0)
+        rf.reset(rf.flow.points[0] + 0.01, anchor=True)
+        planes = np.moveaxis(rf.target, 2, 0)[None].copy()
+        t_star, steps = 0, 0
+        for frame in np.linspace(0, self._T - 1, 6).round().astype(int).tolist():
+            pts = rf.target[frame] + rng.normal(scale=0.005, size=rf.target[frame].shape)
+            act = rng.uniform(-1, 1, size=self.single_action_space.shape)
+            ok = bool(rng.integers(2))
+            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, [act],
+                                    np.array([ok]), [rf])
+            reward, info = rf.step(pts, act, task_success=ok)
+            t_star, steps = rf.t_star, rf.steps
+            if set(info) != set(r) - {"reward"} or reward != r["reward"][0]:
+                return False
+            if any(info[k] != r[k][0] for k in info):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ the vectorised reward + observation
+    def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
+        envs, ctrl = self.envs, g.ctrl
+        for k in ks:
+            a = np.asarray(actions[k], dtype=np.float64)
+            if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
+                a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+            acts[k] = a
+            env = envs[k]
+            env.controller.apply(env.model, env.data, a)
+            ctrl[k - g.lo] = env.data.ctrl
+
+    def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:
+        """What stays per env on the vectorised path, for group g's healthy envs ``h`` (runs while the
+        next group's physics does): bound points, the task's own success test, proprioception."""
+        envs = self.envs
+        rows = [k - g.lo for k in h]
+        t0 = time.perf_counter() if self.profile else 0.0
+        # ---- points (E_h, N, 3): RigidBinding.points (local @ R^T + p) over envs
+        if self.rigid_points:
+            b = self._body
+            R = g.xmat[rows, b].reshape(-1, 3, 3)
+            pts = np.matmul(self._local[h], R.transpose(0, 2, 1))
+            pts += g.xpos[rows, b][:, None, :]
+        else:
+            pts = np.stack([envs[k].binding.points(envs[k].data) for k in h])
+        if self.profile:
+            t0 = self._tick("binding", t0)
+        # ---- the task's own success criterion (reads the env's synced data), proprioception
+        task_ok, extras = [], []
+        a_ = self._proprio_dim
+        obs = self._obs
+        for j, k in enumerate(h):
+            env = envs[k]
+            env._points = pts[j]
+            ok, extra = env._task_success(pts[j])
+            task_ok.append(bool(ok))
+            extras.append(extra)
+            extra_infos.append((k, extra))
+            obs[k, :a_] = env.robot.proprio(env.data)
+        if self.profile:
+            self._tick("task_success", t0)  # with the proprioception (a few us per env)
+        return h, pts, g.site_xpos[rows, self._tcp_site], task_ok, extras
+
+    def _vectorized_rewards_obs(self, parts: list, acts, rewards, t0) -> Dict[str, Any]:
+        """FlowEnv._get_rew + _get_obs for the healthy envs, as array operations over envs.
+
+        Mirrors FlowTrackingReward.measure/terms/step and FlowEnv._get_obs operation by operation
+        (same IEEE operations in the same order), so the numbers are the single env's bit for bit.
+        """
+        prof = self.profile
+        envs, E = self.envs, self.num_envs
+        healthy = [k for part in parts for k in part[0]]
+        h = np.asarray(healthy)
+        pts = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts])
+        tcp = parts[0][2] if len(parts) == 1 else np.concatenate([part[2] for part in parts])
+        task_ok = [ok for part in parts for ok in part[3]]
+        extras = [x for part in parts for x in part[4]]
+        t_old = self._t_star[h]
+        steps = self._steps[h] + 1
+        r = self._reward_kernel(pts, t_old, steps, self._planes if len(healthy) == E else self._planes[h],
+                                [acts[k] for k in healthy], np.array(task_ok),
+                                [envs[k].reward_fn for k in healthy])
+        tracking, final, t_new, sub, progress = r["tracking_error"], r["final_error"], r["flow_index"], \
+            r["subgoal_index"], r["progress"]
+        r_track, r_prog, r_act, r_succ, success = r["reward_tracking"], r["reward_progress"], r["reward_action"], \
+            r["reward_success"], r["is_success"]
+        rewards[h] = r["reward"]
+        self._t_star[h] = t_new
+        self._steps[h] = steps
+        rows = np.arange(len(healthy))
+        if prof:
+            t0 = self._tick("reward", t0)
+
+        # ---- observation (FlowEnv._get_obs)
+        pk = pts[:, self._kp]  # (E_h, K, 3)
+        K = pk.shape[1]
+        tk = self._target_kp[h]
+        subp = tk[rows, sub]
+        goal = tk[:, -1]
+        phase = t_new / max(self._T - 1, 1)
+        a_, b_ = self._proprio_dim, self._proprio_dim + 3 * K
+        obs = self._obs
+        obs[h, a_:b_] = pk.reshape(len(h), -1)
+        obs[h, b_:b_ + 3 * K] = (subp - pk).reshape(len(h), -1)
+        obs[h, b_ + 3 * K:b_ + 6 * K] = (goal - pk).reshape(len(h), -1)
+        obs[h, b_ + 6 * K:b_ + 6 * K + 3] = np.divide(pk.sum(axis=1), K) - tcp
+        obs[h, -1] = phase
+
+        # ---- the envs' own state, as their step would have left it (render, divergence info, fallbacks)
+        te, fe, tn, sb, pr = tracking.tolist(), final.tolist(), t_new.tolist(), sub.tolist(), progress.tolist()
+        st = steps.tolist()
+        for j, k in enumerate(healthy):
+            env = envs[k]
+            env.reward_fn.t_star, env.reward_fn.steps = tn[j], st[j]
+            measured = {"tracking_error": te[j], "final_error": fe[j], "flow_index": tn[j],
+                        "subgoal_index": sb[j], "progress": pr[j]}
+            measured.update(extras[j])
+            env._measured = measured
+
+        # ---- infos: the entries every healthy env has, as arrays with their masks (the task's extras are
+        #      merged by the caller with _add_info, as SyncVectorEnv would)
+        infos: Dict[str, Any] = {}
+        mask = np.zeros(E, dtype=bool)
+        mask[h] = True
+        for key, vals, dtype in (
+            ("tracking_error", tracking, float), ("final_error", final, float), ("flow_index", t_new, int),
+            ("subgoal_index", sub, int), ("progress", progress, int), ("reward_tracking", r_track, float),
+            ("reward_progress", r_prog, float), ("reward_action", r_act, float), ("reward_success", r_succ, float),
+            ("is_success", success, bool),
+        ):
+            arr = np.zeros(E, dtype=dtype)
+            arr[h] = vals
+            infos[key], infos["_" + key] = arr, mask.copy()
+        if prof:
+            self._tick("obs", t0)
+        return infos
+
+    # ------------------------------------------------------------------ misc
+    def simulation(self, k: int):
+        """``(batch, row)``: the ``mujoco.batch.Batch`` and its row that hold sub-env k's simulation
+        (e.g. ``batch.bind("qvel")[row]``: its live state; ``env.data`` is a copy, refreshed each step)."""
+        g = self._groups[self._group_of[k]]
+        return g.batch, k - g.lo
+
+    def call(self, name: str, *args, **kwargs) -> tuple:
+        """``getattr(sub_env, name)(*args, **kwargs)`` (or the attribute) for every sub-env."""
+        out = []
+        for env in self.envs:
+            attr = getattr(env, name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return tuple(out)
+
+    def get_attr(self, name: str) -> tuple:
+        return tuple(getattr(env, name) for env in self.envs)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for env in self.envs:
+            env.close()

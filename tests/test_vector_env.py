@@ -1,0 +1,287 @@
+"""The batched vector env (d2f_envs/vector.py) and its SB3 adapter (d2f_rl/vec_env.py).
+
+The reference is what the batched env replaces: ``SyncVectorEnv`` over ``gym.make`` envs (and SB3's
+``DummyVecEnv``) with the same seeds and actions. Everything is compared bit for bit: the batch steps
+each simulation exactly as ``mj_step`` does, and the vectorised reward/observation repeat the
+single env's floating-point operations in the same order.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import d2f_envs
+from d2f_envs.tasks.push_t import PushTEnv
+from d2f_envs.vector import BatchedFlowVectorEnv
+
+PUSHT = "D2F-PushT-v0"
+
+
+def reference(env_id: str, n: int, max_steps: int, **kwargs) -> SyncVectorEnv:
+    return SyncVectorEnv([lambda: gym.make(env_id, max_episode_steps=max_steps, **kwargs) for _ in range(n)])
+
+
+def assert_infos_equal(a: dict, b: dict, where: str) -> None:
+    assert set(a) == set(b), f"{where}: info keys differ: {sorted(set(a) ^ set(b))}"
+    for key in a:
+        x, y = a[key], b[key]
+        assert x.dtype == y.dtype, f"{where}: info[{key!r}] dtype {x.dtype} != {y.dtype}"
+        if x.dtype == object:
+            assert list(x) == list(y), f"{where}: info[{key!r}] {x} != {y}"
+        else:
+            assert np.array_equal(x, y, equal_nan=True), f"{where}: info[{key!r}] {x} != {y}"
+
+
+def assert_same_run(ref, bat, steps: int, seed: int, action_seed: int = 0, before_step=None) -> list:
+    """Reset both with ``seed`` and step both with the same random actions; every output must be equal.
+    Returns the batched env's (terminated, truncated, infos) per step."""
+    r, b = ref.reset(seed=seed), bat.reset(seed=seed)
+    assert np.array_equal(r[0], b[0]), "reset observations differ"
+    assert_infos_equal(r[1], b[1], "reset")
+    rng = np.random.default_rng(action_seed)
+    out = []
+    for t in range(steps):
+        if before_step is not None:
+            before_step(t)
+        a = rng.uniform(-1, 1, size=ref.action_space.shape).astype(np.float32)
+        r, b = ref.step(a), bat.step(a)
+        where = f"step {t}"
+        obs_diff = np.argwhere(r[0] != b[0])[:4].tolist()
+        assert np.array_equal(r[0], b[0]), f"{where}: observations differ at {obs_diff}"
+        assert r[1].dtype == b[1].dtype and np.array_equal(r[1], b[1]), f"{where}: rewards {r[1]} != {b[1]}"
+        assert np.array_equal(r[2], b[2]) and np.array_equal(r[3], b[3]), f"{where}: terminated/truncated differ"
+        assert_infos_equal(r[4], b[4], where)
+        out.append((b[2], b[3], b[4]))
+    return out
+
+
+# --------------------------------------------------------------------------- equivalence with single envs
+@pytest.mark.parametrize("env_id, robot, n, steps, max_steps", [
+    (PUSHT, "pusher", 3, 40, 12),  # 3+ episodes per env: NEXT_STEP autoresets included
+    (PUSHT, "panda", 2, 14, 6),  # an arm: differential IK per env in controller.apply
+    ("D2F-PickPlace-v0", "floating_gripper", 2, 14, 6),  # a gripper task: 5-dof actions, contact-based success
+])
+def test_identical_to_sync_vector_env_of_single_envs(env_id, robot, n, steps, max_steps):
+    bat = BatchedFlowVectorEnv(env_id, n, max_episode_steps=max_steps, robot=robot)
+    assert bat.vectorized and bat.rigid_points  # the array path is the one under test
+    runs = assert_same_run(reference(env_id, n, max_steps, robot=robot), bat, steps, seed=11)
+    # the run did cover episode ends (truncation by the time limit) and the resets after them
+    assert sum(int(tr.sum()) for _, tr, _ in runs) >= n * (steps // (max_steps + 1))
+
+
+def test_pipelined_groups_are_identical_too():
+    """groups=2: two Batches, one's physics in a worker thread while Python handles the other."""
+    bat = BatchedFlowVectorEnv(PUSHT, 3, max_episode_steps=8, groups=2)
+    assert bat.pipelined and bat.simulation(2)[1] == 0  # env 2 is row 0 of the second batch
+    assert_same_run(reference(PUSHT, 3, 8), bat, 18, seed=8)
+    bat.close()
+
+
+def test_per_env_reference_path_is_identical_too():
+    """vectorize=False: the env's own _get_rew/_get_obs per sub-env (the fallback for overriding tasks)."""
+    bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=8, vectorize=False)
+    assert not bat.vectorized
+    assert_same_run(reference(PUSHT, 2, 8), bat, 18, seed=4)
+
+
+class _ObsOverridePushT(PushTEnv):
+    """A task that overrides the observation: the batched env must use this method, not its own copy."""
+
+    def _get_obs(self):
+        return super()._get_obs() * 2.0
+
+
+class _StepOverridePushT(PushTEnv):
+    def step(self, action):
+        return super().step(action)
+
+
+for _name, _cls in (("D2FTest-ObsOverride-v0", _ObsOverridePushT), ("D2FTest-StepOverride-v0", _StepOverridePushT)):
+    if _name not in gym.registry:
+        gym.register(_name, entry_point=_cls, max_episode_steps=80)
+
+
+def test_task_overriding_obs_gets_its_own_method():
+    bat = BatchedFlowVectorEnv("D2FTest-ObsOverride-v0", 2, max_episode_steps=6)
+    assert not bat.vectorized
+    assert_same_run(reference("D2FTest-ObsOverride-v0", 2, 6), bat, 8, seed=2)
+
+
+def test_task_overriding_step_is_refused_clearly():
+    with pytest.raises(NotImplementedError, match="overrides step"):
+        BatchedFlowVectorEnv("D2FTest-StepOverride-v0", 2)
+
+
+def test_changed_reward_semantics_fall_back_to_the_envs_own_methods(monkeypatch):
+    """If reward.py's terms change (say a new metric), the batched kernel's self-check at construction
+    notices and the env's own _get_rew is used: results stay those of single envs."""
+    from d2f_envs.reward import FlowTrackingReward
+
+    orig = FlowTrackingReward.terms
+
+    def terms(self, measured, action, success):
+        out = orig(self, measured, action, success)
+        out["reward_tracking"] *= 0.5
+        return out
+
+    monkeypatch.setattr(FlowTrackingReward, "terms", terms)
+    with pytest.warns(UserWarning, match="does not mirror"):
+        bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=6)
+    assert not bat.vectorized
+    assert_same_run(reference(PUSHT, 2, 6), bat, 8, seed=1)
+
+
+def test_changed_base_observation_is_caught_on_the_first_step(monkeypatch):
+    from d2f_envs.base import FlowEnv
+
+    orig = FlowEnv._get_obs
+    monkeypatch.setattr(FlowEnv, "_get_obs", lambda self: orig(self) + 1.0)
+    bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=6)
+    with pytest.warns(UserWarning, match="differs from FlowEnv._get_obs"):
+        assert_same_run(reference(PUSHT, 2, 6), bat, 8, seed=1)
+    assert not bat.vectorized
+
+
+def test_divergence_in_one_env_truncates_it_alone():
+    """A velocity beyond MuJoCo's limit in sub-env 1 only: MuJoCo warns (BADQVEL) and resets that
+    simulation; that env is truncated with a reason, the others carry on exactly as single envs."""
+    n, k, at = 3, 1, 5
+    ref, bat = reference(PUSHT, n, 30), BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=30, groups=2)
+
+    def blow_up(t):
+        if t == at:
+            ref.envs[k].unwrapped.data.qvel[0] = 1e11
+            batch, row = bat.simulation(k)
+            batch.bind("qvel")[row, 0] = 1e11
+
+    runs = assert_same_run(ref, bat, at + 3, seed=7, before_step=blow_up)
+    term, trunc, infos = runs[at]
+    assert trunc.tolist() == [False, True, False] and not term.any()
+    assert infos["_truncation_reason"].tolist() == [False, True, False]
+    assert "BADQVEL" in infos["truncation_reason"][k] and infos["diverged"][k]
+    _, trunc_next, infos_next = runs[at + 1]  # NEXT_STEP: the diverged env is reset, the others step on
+    assert not trunc_next.any() and infos_next["flow_index"][k] == 0 and "_reward_tracking" in infos_next
+    assert infos_next["_reward_tracking"].tolist() == [True, False, True]
+
+
+# --------------------------------------------------------------------------- seeding, spaces, API
+def test_seeding_is_per_env_and_deterministic():
+    a, b = BatchedFlowVectorEnv(PUSHT, 3), BatchedFlowVectorEnv(PUSHT, 3)
+    oa, _ = a.reset(seed=5)
+    ob, _ = b.reset(seed=[5, 6, 7])  # an int seed s means s + i for env i (SyncVectorEnv's rule)
+    assert np.array_equal(oa, ob)
+    assert not np.array_equal(oa[0], oa[1])  # different seeds, different starts
+    single = gym.make(PUSHT)
+    assert np.array_equal(single.reset(seed=6)[0], oa[1])
+    acts = np.random.default_rng(0).uniform(-1, 1, (4, 3, 2))
+    for act in acts:
+        assert np.array_equal(a.step(act)[0], b.step(act)[0])
+    oc, _ = a.reset()  # no seed: each env continues its own generator, no error
+    assert oc.shape == oa.shape
+
+
+def test_spaces_metadata_and_make_vec():
+    venv = gym.make_vec(PUSHT, num_envs=4, vectorization_mode="vector_entry_point")
+    single = gym.make(PUSHT)
+    assert isinstance(venv, BatchedFlowVectorEnv)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert venv.max_episode_steps == d2f_envs.ENV_IDS[PUSHT][1]
+    assert venv.single_observation_space == single.observation_space
+    assert venv.single_action_space == single.action_space
+    assert venv.observation_space.shape == (4,) + single.observation_space.shape
+    assert venv.action_space.shape == (4,) + single.action_space.shape
+    assert venv.spec is not None and venv.spec.id == PUSHT
+    obs, info = venv.reset(seed=0)
+    assert obs in venv.observation_space and obs.dtype == np.float64
+    obs, rew, term, trunc, info = venv.step(venv.action_space.sample())
+    assert obs in venv.observation_space
+    assert rew.shape == term.shape == trunc.shape == (4,)
+    assert rew.dtype == np.float64 and term.dtype == trunc.dtype == np.bool_
+    for key in ("is_success", "tracking_error", "final_error", "coverage"):
+        assert info[key].shape == (4,) and info["_" + key].all()
+    with pytest.raises(ValueError, match="actions of shape"):
+        venv.step(np.zeros((3, 2)))
+    assert venv.get_attr("robot_name") == ("pusher",) * 4
+    venv.close()
+
+
+def test_reset_mask_resets_only_those_envs():
+    bat = BatchedFlowVectorEnv(PUSHT, 3)
+    obs0, _ = bat.reset(seed=0)
+    obs1 = bat.step(np.ones((3, 2)))[0]
+    obs2, info = bat.reset(options={"reset_mask": np.array([False, True, False])})
+    assert info["_flow_index"].tolist() == [False, True, False]
+    assert np.array_equal(obs2[[0, 2]], obs1[[0, 2]])
+    assert not np.array_equal(obs2[1], obs1[1])
+
+
+def test_refuses_render_mode_and_bad_num_envs():
+    with pytest.raises(ValueError, match="does not render"):
+        BatchedFlowVectorEnv(PUSHT, 2, render_mode="rgb_array")
+    with pytest.raises(ValueError, match="num_envs"):
+        BatchedFlowVectorEnv(PUSHT, 0)
+
+
+# --------------------------------------------------------------------------- SB3 adapter
+def test_sb3_adapter_matches_dummy_vec_env():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from d2f_rl.vec_env import make_batched_vec_env
+    from d2f_rl.wrappers import Float32Observation
+
+    n, max_steps = 3, 7
+    ref = DummyVecEnv([lambda: Float32Observation(gym.make(PUSHT, max_episode_steps=max_steps)) for _ in range(n)])
+    ref.seed(9)
+    bat = make_batched_vec_env(PUSHT, n, seed=9, max_episode_steps=max_steps, wrapper_class=Float32Observation)
+    assert bat.observation_space == ref.observation_space and bat.action_space == ref.action_space
+    o_ref, o_bat = ref.reset(), bat.reset()
+    assert o_bat.dtype == np.float32 and np.array_equal(o_ref, o_bat)
+    assert ref.reset_infos == bat.reset_infos
+    rng = np.random.default_rng(3)
+    dones_seen = 0
+    for t in range(16):
+        a = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        r, b = ref.step(a), bat.step(a)
+        for x, y in zip(r[:3], b[:3]):
+            assert x.dtype == y.dtype and np.array_equal(x, y), f"step {t}"
+        for i_ref, i_bat in zip(r[3], b[3]):
+            assert set(i_ref) == set(i_bat), f"step {t}: {set(i_ref) ^ set(i_bat)}"
+            for key, v in i_ref.items():
+                if key == "terminal_observation":
+                    assert i_bat[key].dtype == np.float32 and np.array_equal(v, i_bat[key])
+                else:
+                    assert v == i_bat[key] and type(v) is type(i_bat[key]), f"step {t}: {key}"
+        assert ref.reset_infos == bat.reset_infos
+        dones_seen += int(b[2].sum())
+    assert dones_seen == 2 * n  # two episode ends per env: SB3's same-step reset exercised
+    assert bat.get_attr("robot_name") == ["pusher"] * n
+    assert bat.env_method("coverage", indices=[0])[0] == pytest.approx(b[3][0]["coverage"])
+    bat.set_attr("reset_noise_scale", 0.0)
+    assert bat.get_attr("reset_noise_scale", indices=2) == [0.0]
+    assert bat.seed(1) == [1, 2, 3]
+
+
+def test_sb3_adapter_refuses_non_observation_wrappers():
+    from stable_baselines3.common.monitor import Monitor
+
+    from d2f_rl.vec_env import make_batched_vec_env
+
+    with pytest.raises(ValueError, match="observation wrappers only"):
+        make_batched_vec_env(PUSHT, 2, wrapper_class=Monitor)
+
+
+def test_ppo_learns_a_few_hundred_steps_on_the_batched_env():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from d2f_rl.vec_env import make_batched_vec_env
+
+    venv = VecMonitor(make_batched_vec_env(PUSHT, 4, seed=0, max_episode_steps=20))
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0,
+                policy_kwargs={"net_arch": [16]}, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps == 256
+    assert len(model.ep_info_buffer) == 4 * (256 // 4 // 20)  # VecMonitor saw every episode end
+    assert all(np.isfinite(ep["r"]) and ep["l"] == 20 for ep in model.ep_info_buffer)
