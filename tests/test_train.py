@@ -313,3 +313,16 @@ def test_train_main_in_process_restores_the_sigterm_handler(tmp_path):
     main(["--algo", "ppo", "-n", "32", "--n-envs", "1", "-f", str(tmp_path), "--eval-freq", "0", "--no-progress",
           "--no-wandb", "-params", "n_steps:32", "batch_size:32", "policy_kwargs:dict(net_arch=[8])"])
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_batched_and_dummy_vec_envs_train_identical_models(tmp_path):
+    """--vec-env batch (mujoco.batch) is a faster path to the same training, not a different one."""
+    import torch
+    from stable_baselines3 import SAC
+
+    models = {}
+    for vec in ("batch", "dummy"):
+        run("train.py", "--algo", "sac", "-n", "240", "--n-envs", "8", "-f", str(tmp_path / vec), "--vec-env", vec,
+            "--eval-freq", "0", *COMMON, *TINY_SAC)
+        models[vec] = SAC.load(tmp_path / vec / "sac" / f"{ENV}_1" / "final_model.zip", device="cpu").policy.state_dict()
+    assert all(torch.equal(models["batch"][k], models["dummy"][k]) for k in models["dummy"])
