@@ -107,7 +107,9 @@ class FlowEnv(gym.Env):
     entry is computed from the true object state; the reward (and ``info``)
     still uses the true points. No object velocities or contact forces.
     Granular tasks summarise the tracked piece centres instead (their
-    docstring). All draws come from the env's seeded ``np_random``.
+    docstring). All draws come from the env's seeded ``np_random``. With
+    ``real_obs={"privileged_info": True}``, ``info["privileged_obs"]`` holds
+    the state observation (``env.state_obs_layout``) for an asymmetric critic.
 
     ## Domain Randomisation (``randomize={key: (low, high)}``)
     Drawn uniformly per episode at ``reset`` (after restoring the nominal
@@ -255,7 +257,8 @@ class FlowEnv(gym.Env):
             self._kp_vis = self._kp_nvis = None  # the flow's visibility at the keypoints (cached)
 
         # ---- spaces
-        self.obs_layout = self._make_real_obs_layout() if obs_mode == "real" else self._make_obs_layout()
+        self._state_layout = self._make_obs_layout()  # the obs_mode="state" layout (also state_obs())
+        self.obs_layout = self._make_real_obs_layout() if obs_mode == "real" else self._state_layout
         n_obs = max(s.stop for s in self.obs_layout.values())
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.controller.action_dim,), dtype=np.float32)
@@ -396,6 +399,19 @@ class FlowEnv(gym.Env):
             self._tracker.update(m, d, self._tracked_points(), rng)
             self._align_reported(self._tracker.reported()[0])
 
+    def state_obs(self) -> np.ndarray:
+        """The ``obs_mode="state"`` observation of the current state (layout: ``state_obs_layout``),
+        whatever this env's ``obs_mode``: the privileged input of an asymmetric critic."""
+        tracker, self._tracker = self._tracker, None  # _get_obs's state branch (every task's)
+        try:
+            return self._get_obs()
+        finally:
+            self._tracker = tracker
+
+    @property
+    def state_obs_layout(self) -> Dict[str, slice]:
+        return self._state_layout
+
     # ------------------------------------------------------------------ observation (obs_mode="state")
     def _get_obs(self) -> np.ndarray:
         if self._tracker is not None:
@@ -466,6 +482,8 @@ class FlowEnv(gym.Env):
         }
         if self._tracker is not None:
             self._track(first=True)
+            if self.real_obs["privileged_info"]:
+                info["privileged_obs"] = self.state_obs()
         if self._randomizer is not None:
             info["randomization"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.randomization.items()}
         return self._get_obs(), info
@@ -502,6 +520,8 @@ class FlowEnv(gym.Env):
         reward, info = self._get_rew(action)
         if self._tracker is not None:
             self._track(first=False)
+            if self.real_obs["privileged_info"]:
+                info["privileged_obs"] = self.state_obs()
         obs = self._get_obs()
         return obs, reward, False, False, info
 

@@ -35,6 +35,9 @@ REAL_OBS_DEFAULTS: Dict[str, Any] = {
     "latency": 2,  # control steps between a measurement and the observation that reports it
     "camera": "overview",  # the model camera the points are seen from
     "occlusion_margin": 0.01,  # m: a hit this close in front of the point is the point's own surface
+    # also put the privileged (obs_mode="state") observation in info["privileged_obs"], for an
+    # asymmetric actor-critic (critic on the state, actor on the real observation)
+    "privileged_info": False,
 }
 
 #: ``randomize`` keys -> (kind, allowed interval of the range's ends). Every value is a
@@ -82,8 +85,9 @@ def validate_real_obs(cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     if isinstance(out["latency"], bool) or not isinstance(out["latency"], Integral) or not 0 <= out["latency"] <= 50:
         raise ValueError(f"real_obs['latency'] must be an integer number of control steps in [0, 50], got {out['latency']!r}")
     out["latency"] = int(out["latency"])
-    if not isinstance(out["occlusion"], bool):
-        raise TypeError(f"real_obs['occlusion'] must be True or False, got {out['occlusion']!r}")
+    for key in ("occlusion", "privileged_info"):
+        if not isinstance(out[key], bool):
+            raise TypeError(f"real_obs[{key!r}] must be True or False, got {out[key]!r}")
     if not isinstance(out["camera"], str):
         raise TypeError(f"real_obs['camera'] must be a camera name, got {out['camera']!r}")
     return out

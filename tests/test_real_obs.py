@@ -285,3 +285,21 @@ def test_real_obs_kwarg_validation():
         gym.make(PUSH_T, obs_mode="real", real_obs={"latency": 1.5})
     with pytest.raises(ValueError, match="no camera 'nope'"):
         gym.make(PUSH_T, obs_mode="real", real_obs={"camera": "nope"})
+
+
+@pytest.mark.parametrize("env_id", [PUSH_T, SWEEP])
+def test_privileged_info_is_the_state_observation(make, env_id):
+    # the tracker draws its noise after the physics: the same seed gives the same physical
+    # trajectory in both modes, so the privileged observation is the state env's observation
+    real = make(env_id, obs_mode="real", real_obs={"privileged_info": True})
+    state = make(env_id)
+    (ro, ri), (so, _) = real.reset(seed=4), state.reset(seed=4)
+    np.testing.assert_array_equal(ri["privileged_obs"], so)
+    assert ro.shape != so.shape and real.unwrapped.state_obs_layout == state.unwrapped.obs_layout
+    for a in actions(real, 8, seed=5):
+        ro, _, _, _, ri = real.step(a)
+        so = state.step(a)[0]
+        np.testing.assert_array_equal(ri["privileged_obs"], so)
+    plain = make(env_id, obs_mode="real")
+    plain.reset(seed=4)
+    assert "privileged_obs" not in plain.step(a)[4]

@@ -399,8 +399,9 @@ class SweepPastaEnv(FlowEnv):
         return self._summary_obs(pts, sub, measured["flow_index"], errors)
 
     def _summary_obs(self, pts: np.ndarray, sub: int, flow_index: int, errors, visible=None) -> np.ndarray:
-        """The observation of piece positions ``pts`` at subgoal ``sub`` / alignment ``flow_index``."""
-        layout = self.obs_layout
+        """The observation of piece positions ``pts`` at subgoal ``sub`` / alignment ``flow_index``
+        (the real layout with ``visible``, the state layout without)."""
+        layout = self.obs_layout if visible is not None else self._state_layout
         obs = np.empty(layout["phase"].stop)
         obs[layout["proprio"]] = self.robot.proprio(self.data)
         centroid = pts.mean(axis=0)
