@@ -303,3 +303,24 @@ def test_privileged_info_is_the_state_observation(make, env_id):
     plain = make(env_id, obs_mode="real")
     plain.reset(seed=4)
     assert "privileged_obs" not in plain.step(a)[4]
+
+
+def test_exact_tracker_reproduces_the_state_entries(make):
+    # a perfect tracker (no noise, dropout, occlusion or latency) reports the true points: every
+    # entry computed from them matches the state observation's
+    real = make(PUSH_T, obs_mode="real", real_obs=EXACT)
+    state = make(PUSH_T)
+    real.reset(seed=6)
+    state.reset(seed=6)
+    lr, ls = real.unwrapped.obs_layout, state.unwrapped.obs_layout
+    phases = []
+    for _ in range(25):
+        a = push_towards_object(state.unwrapped)
+        ro, so = real.step(a)[0], state.step(a)[0]
+        for name in ("proprio", "object_points", "goal_delta", "tcp_to_object"):
+            np.testing.assert_allclose(ro[lr[name]], so[ls[name]], atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(ro[lr["keypoint_visible"]], 1.0)
+        phases.append((ro[lr["phase"]][0], so[ls["phase"]][0]))
+    # the phase of 8 reported points follows the phase of the reward's 64 points
+    phases = np.array(phases)
+    assert phases[-1, 1] > 0.1 and np.abs(phases[:, 0] - phases[:, 1]).max() < 0.15
