@@ -102,7 +102,8 @@ class FlowEnv(gym.Env):
     Occlusion: one batched ray cast (``mj_multiRay``) from the camera to the
     points; a point is lost when a visible geom is hit more than
     ``occlusion_margin`` in front of it (a rigid object's own body is
-    excluded). The time alignment (``phase``, subgoal) is the reward's rule
+    excluded; MuJoCo's ray cast passes through flex cloth, so a cloth's folds
+    never hide its own points: the bowl, the robot and the table do). The time alignment (``phase``, subgoal) is the reward's rule
     (:meth:`FlowTrackingReward.measure`) run on the reported points, so no
     entry is computed from the true object state; the reward (and ``info``)
     still uses the true points. No object velocities or contact forces.
