@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections import deque
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
 
 import gymnasium as gym
@@ -37,6 +38,9 @@ from .bindings import PointBinding
 from .reward import FlowTrackingReward, RewardScales
 from .robots import make_robot
 from .robots.controller import ControllerConfig, EndEffectorController
+from .sim2real import (
+    CAMERA_KEYS, OBS_MODES, DomainRandomizer, PointTracker, validate_randomize, validate_real_obs,
+)
 
 _DIVERGENCE_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQPOS,
@@ -71,7 +75,57 @@ def reject_unknown_kwargs(cls: type, unknown: Dict[str, Any], valid: Sequence[st
 
 
 class FlowEnv(gym.Env):
-    """Base class of every dream2flow-gym task (see each task's docstring for its manual)."""
+    """Base class of every dream2flow-gym task (see each task's docstring for its manual).
+
+    ## Real Observation (``obs_mode="real"``)
+    Only what a robot can measure: the robot adapter's ``proprio`` (joint
+    positions and velocities, TCP position, gripper opening: no object state)
+    and the object's K tracked points as a camera tracker reports them
+    (:class:`~d2f_envs.sim2real.PointTracker`, settings ``real_obs={...}``):
+
+    ================ ============ ================================================
+    name             size         meaning
+    ================ ============ ================================================
+    proprio          robot's      as in ``obs_mode="state"``
+    object_points    3K           reported points (world, m): true + N(0,
+                                  noise_std) per coordinate, camera extrinsics
+                                  error applied, ``latency`` steps old; a lost
+                                  point holds its last reported value
+    keypoint_visible K            1: measured in the reported frame; 0: lost
+                                  (occluded from ``camera`` or random dropout)
+    subgoal_delta    3K           flow subgoal minus reported points
+    goal_delta       3K           flow's last frame minus reported points
+    tcp_to_object    3            reported points' centroid minus TCP
+    phase            1            t* / (T - 1) of the reported points
+    ================ ============ ================================================
+
+    Occlusion: one batched ray cast (``mj_multiRay``) from the camera to the
+    points; a point is lost when a visible geom is hit more than
+    ``occlusion_margin`` in front of it (a rigid object's own body is
+    excluded; MuJoCo's ray cast passes through flex cloth, so a cloth's folds
+    never hide its own points: the bowl, the robot and the table do). The time alignment (``phase``, subgoal) is the reward's rule
+    (:meth:`FlowTrackingReward.measure`) run on the reported points, so no
+    entry is computed from the true object state; the reward (and ``info``)
+    still uses the true points. No object velocities or contact forces.
+    Granular tasks summarise the tracked piece centres instead (their
+    docstring). All draws come from the env's seeded ``np_random``. With
+    ``real_obs={"privileged_info": True}``, ``info["privileged_obs"]`` holds
+    the state observation (``env.state_obs_layout``) for an asymmetric critic.
+
+    ## Domain Randomisation (``randomize={key: (low, high)}``)
+    Drawn uniformly per episode at ``reset`` (after restoring the nominal
+    model: nothing accumulates) and applied to the env's own ``MjModel``; the
+    values are in ``info["randomization"]`` at reset and ``env.randomization``.
+    ``friction`` (factor on every geom's sliding friction and every dof's
+    frictionloss), ``mass`` (factor on mass and inertia of every movable
+    non-robot body), ``damping`` (factor on every dof's damping), ``kp``
+    (factor on actuator gains: the position servos' kp), ``action_latency``
+    (whole control steps an action waits before reaching the controller; the
+    queue starts with zero actions), ``camera_translation`` /
+    ``camera_rotation`` (per-axis offsets in m / rad of the tracker's camera
+    extrinsics, ``obs_mode="real"`` only). Object size is not randomised (the
+    tracked points are bound to the nominal geometry).
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -118,9 +172,19 @@ class FlowEnv(gym.Env):
         reset_noise_scale: float = 1.0,
         width: int = 320,
         height: int = 240,
+        obs_mode: str = "state",
+        real_obs: Optional[Dict[str, Any]] = None,
+        randomize: Optional[Dict[str, Any]] = None,
         **unknown: Any,
     ):
         reject_unknown_kwargs(type(self), unknown, self.valid_kwargs())
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if real_obs is not None and obs_mode != "real":
+            raise ValueError("real_obs configures the tracker of obs_mode='real'; pass obs_mode='real' too")
+        self.obs_mode = obs_mode
+        self.real_obs = validate_real_obs(real_obs) if obs_mode == "real" else None
+        randomize = validate_randomize(randomize, obs_mode)
         robot = self.robots[0] if robot is None else robot
         if robot not in self.robots:
             raise ValueError(f"{self.env_id}: robot {robot!r} is not supported; choose from {list(self.robots)}")
@@ -179,8 +243,23 @@ class FlowEnv(gym.Env):
         )
         self._kp = farthest_point_sampling(self.flow.points[0], self.obs_keypoints)
 
+        # ---- sim-to-real (see d2f_envs.sim2real): None/empty unless asked for, so the default
+        # env takes none of these code paths
+        self._randomizer = DomainRandomizer(self.model, self.robot.prefix, randomize) if randomize else None
+        self.randomization: Dict[str, Any] = {}  # this episode's drawn values (also info["randomization"])
+        self._action_queue = None  # actions waiting to reach the controller (randomize["action_latency"])
+        self._tracker = None
+        if obs_mode == "real":
+            # a rigid object's own body never occludes its points (the tracker follows its faces)
+            exclude = getattr(self.binding, "_id", -1) if type(self.binding).__name__ == "RigidBinding" else -1
+            self._tracker = PointTracker(self.model, self.real_obs, exclude_body=exclude)
+            self._real_t = 0  # the time alignment of the reported points (see _align_reported)
+            self._real_sub = 0
+            self._kp_vis = self._kp_nvis = None  # the flow's visibility at the keypoints (cached)
+
         # ---- spaces
-        self.obs_layout = self._make_obs_layout()
+        self._state_layout = self._make_obs_layout()  # the obs_mode="state" layout (also state_obs())
+        self.obs_layout = self._make_real_obs_layout() if obs_mode == "real" else self._state_layout
         n_obs = max(s.stop for s in self.obs_layout.values())
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.controller.action_dim,), dtype=np.float32)
@@ -245,7 +324,101 @@ class FlowEnv(gym.Env):
             start += n
         return layout
 
+    # ------------------------------------------------------------------ observation (obs_mode="real")
+    def _tracked_points(self) -> np.ndarray:
+        """The true positions of the points the camera tracker follows ((K, 3), world)."""
+        return self._points[self._kp]
+
+    def _make_real_obs_layout(self) -> Dict[str, slice]:
+        """The state layout with ``keypoint_visible`` (K flags) after ``object_points``."""
+        sizes = [(name, s.stop - s.start) for name, s in self._make_obs_layout().items()]
+        i = [name for name, _ in sizes].index("object_points") + 1
+        sizes.insert(i, ("keypoint_visible", self.obs_keypoints))
+        layout, start = {}, 0
+        for name, n in sizes:
+            layout[name] = slice(start, start + n)
+            start += n
+        return layout
+
+    def _reported_frame_errors(self, pts: np.ndarray, start: int) -> np.ndarray:
+        """Mean distance (m) of the reported points to every flow frame from ``start`` on."""
+        tk = self._keypoint_target()[start:]
+        if self._kp_vis is None:
+            self._kp_vis = self.flow.visible[:, self._kp].astype(np.float64)
+            self._kp_nvis = np.maximum(self._kp_vis.sum(axis=1), 1.0)
+        d = np.sqrt(((tk - pts) ** 2).sum(axis=2))
+        return (d * self._kp_vis[start:]).sum(axis=1) / self._kp_nvis[start:]
+
+    def _keypoint_target(self) -> np.ndarray:
+        """(T, K, 3): the reward's target at the observation's keypoints, cached per target."""
+        target = self.reward_fn.target
+        if self._target_kp_of is not target:
+            self._target_kp = target[:, self._kp]
+            self._target_kp_of = target
+        return self._target_kp
+
+    def _align_reported(self, pts: np.ndarray) -> None:
+        """The reward's time alignment rule (FlowTrackingReward.measure), run on the reported
+        points: what a robot computes from its tracker, so phase/subgoal leak no true state."""
+        rf = self.reward_fn
+        last = self.flow.num_frames - 1
+        t_new = self._real_t + int(self._reported_frame_errors(pts, self._real_t).argmin())
+        self._real_t = t_new
+        clock = int(round(rf.steps * rf.dt * rf.flow.fps))
+        if rf.alignment == "nearest":
+            sub = min(t_new + rf.lookahead, last)
+            if rf.max_lag is not None:
+                sub = max(sub, min(clock - rf.max_lag, last))
+        else:
+            sub = min(clock, last)
+        self._real_sub = sub
+
+    def _get_real_obs(self) -> np.ndarray:
+        # the state layout's entries computed from the tracker's reported points and their own
+        # time alignment, plus the visibility flags (see _make_real_obs_layout); written in place
+        pts, vis = self._tracker.reported()
+        tk = self._keypoint_target()
+        layout = self.obs_layout
+        k = pts.shape[0]
+        obs = np.empty(layout["phase"].stop)
+        obs[layout["proprio"]] = self.robot.proprio(self.data)
+        obs[layout["object_points"]] = pts.ravel()
+        obs[layout["keypoint_visible"]] = vis
+        np.subtract(tk[self._real_sub], pts, out=obs[layout["subgoal_delta"]].reshape(k, 3))
+        np.subtract(tk[-1], pts, out=obs[layout["goal_delta"]].reshape(k, 3))
+        # (sum / k: numpy's mean() costs more than the rest of this function)
+        np.subtract(np.divide(pts.sum(axis=0), k), self.robot.tcp_pos(self.data), out=obs[layout["tcp_to_object"]])
+        obs[-1] = self._real_t / max(self.flow.num_frames - 1, 1)
+        return obs
+
+    def _track(self, first: bool) -> None:
+        """One tracker measurement of this step's true points, and the alignment of what it reports."""
+        m, d, rng = self.model, self.data, self.np_random
+        if first:
+            self._tracker.reset(m, d, self._tracked_points(), rng)
+            self._real_t = 0
+            self._real_sub = self._measured["subgoal_index"]  # the state rule's start (no step yet)
+        else:
+            self._tracker.update(m, d, self._tracked_points(), rng)
+            self._align_reported(self._tracker.reported()[0])
+
+    def state_obs(self) -> np.ndarray:
+        """The ``obs_mode="state"`` observation of the current state (layout: ``state_obs_layout``),
+        whatever this env's ``obs_mode``: the privileged input of an asymmetric critic."""
+        tracker, self._tracker = self._tracker, None  # _get_obs's state branch (every task's)
+        try:
+            return self._get_obs()
+        finally:
+            self._tracker = tracker
+
+    @property
+    def state_obs_layout(self) -> Dict[str, slice]:
+        return self._state_layout
+
+    # ------------------------------------------------------------------ observation (obs_mode="state")
     def _get_obs(self) -> np.ndarray:
+        if self._tracker is not None:
+            return self._get_real_obs()
         # layout (see _make_obs_layout): proprio | points | subgoal - points | goal - points |
         # centroid - tcp | phase, written in place into one new array (same values as concatenating)
         pts = self._points[self._kp]
@@ -284,6 +457,13 @@ class FlowEnv(gym.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
         m, d = self.model, self.data
+        if self._randomizer is not None:
+            # drawn first (a fixed order), from the nominal model: nothing accumulates
+            self.randomization = self._randomizer.apply(m, self.np_random)
+            k = self.randomization.get("action_latency", 0)
+            self._action_queue = deque([np.zeros(self.action_space.shape)] * k) if k else None
+            if self._tracker is not None:
+                self._tracker.set_camera_error(*(self.randomization.get(key) for key in CAMERA_KEYS))
         mujoco.mj_resetData(m, d)
         self._set_nominal_state()
         self.reset_model()
@@ -303,6 +483,12 @@ class FlowEnv(gym.Env):
             "flow_index": 0,
             "is_success": False,
         }
+        if self._tracker is not None:
+            self._track(first=True)
+            if self.real_obs["privileged_info"]:
+                info["privileged_obs"] = self.state_obs()
+        if self._randomizer is not None:
+            info["randomization"] = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.randomization.items()}
         return self._get_obs(), info
 
     def _divergence_count(self) -> int:
@@ -324,13 +510,21 @@ class FlowEnv(gym.Env):
         if not math.isfinite(action.dot(action)):
             # a NaN action would poison the simulation state; treat it as "no motion"
             action = np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0)
-        self.controller.apply(m, d, action)
+        if self._action_queue is None:
+            self.controller.apply(m, d, action)
+        else:  # randomised action latency: this step applies the action of k steps ago
+            self._action_queue.append(action)
+            self.controller.apply(m, d, self._action_queue.popleft())
         mujoco.mj_step(m, d, nstep=self.n_substeps)
         reason = self._check_divergence()
         if reason:
             return self._diverged_step(action, reason)
         self._points = self.binding.points(d)
         reward, info = self._get_rew(action)
+        if self._tracker is not None:
+            self._track(first=False)
+            if self.real_obs["privileged_info"]:
+                info["privileged_obs"] = self.state_obs()
         obs = self._get_obs()
         return obs, reward, False, False, info
 

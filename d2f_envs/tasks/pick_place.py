@@ -82,6 +82,14 @@ class PickPlaceEnv(FlowEnv):
     phase          1            t* / (T - 1), progress along the flow
     ============== ============ ==================================================
 
+    ## Real Observation (``obs_mode="real"``)
+    The layout above with ``keypoint_visible`` (8 flags: 1 the point was seen
+    in the reported measurement, 0 it holds its last seen value) after
+    ``object_points``; every point entry comes from the camera tracker model
+    (noise, dropouts, occlusion, latency: see :class:`~d2f_envs.base.FlowEnv`)
+    and ``phase``/``subgoal_delta`` from the flow's time alignment of the
+    reported points. ``proprio`` is the robot's own measurement.
+
     ## Rewards
     :class:`~d2f_envs.reward.FlowTrackingReward`, the sum of the terms in
     ``info``: ``reward_tracking`` = exp(-tracking_error / sigma),
@@ -122,6 +130,16 @@ class PickPlaceEnv(FlowEnv):
     reset_noise_scale  1.0          x (+-2 cm, +-0.2 rad loaf; +-1 cm bowl; +-3 cm TCP)
                                     start noise
     width, height      320, 240     render size in pixels
+    obs_mode           "state"      ``"real"``: only what a robot can measure; the object's
+                                    points come from a camera tracker model (see
+                                    "Real Observation")
+    real_obs           None         tracker settings over ``sim2real.REAL_OBS_DEFAULTS``
+                                    (noise_std 0.003 m, dropout 0.02, occlusion True,
+                                    latency 2 steps, camera "overview"); obs_mode="real"
+    randomize          None         per-episode domain randomisation ``{key: (low,
+                                    high)}``: friction, mass, damping, kp (factors),
+                                    action_latency (steps), camera_translation (m),
+                                    camera_rotation (rad); see ``d2f_envs.sim2real``
     ================== ============ ====================================================
     """
 

@@ -191,6 +191,13 @@ class SweepPastaEnv(FlowEnv):
     phase             1            t* / (T - 1), progress along the flow
     ================= ============ ===============================================
 
+    ## Real Observation (``obs_mode="real"``)
+    The layout above with ``pieces_visible`` (1: the fraction of the pieces
+    seen in the reported measurement) after ``occupancy``; every entry is
+    computed from the camera tracker model's piece centres (noise, dropouts
+    held at the last seen value, occlusion, latency: see
+    :class:`~d2f_envs.base.FlowEnv`), ``set_errors`` and ``phase`` included.
+
     ## Rewards
     :class:`~d2f_envs.reward.FlowTrackingReward` with ``metric="chamfer"``:
     the sum of the terms in ``info``: ``reward_tracking`` =
@@ -241,6 +248,16 @@ class SweepPastaEnv(FlowEnv):
     reset_noise_scale  1.0          x (+-1.5 cm per piece, random turn; +-2 cm brush)
                                     start noise
     width, height      320, 240     render size in pixels
+    obs_mode           "state"      ``"real"``: only what a robot can measure; the object's
+                                    points come from a camera tracker model (see
+                                    "Real Observation")
+    real_obs           None         tracker settings over ``sim2real.REAL_OBS_DEFAULTS``
+                                    (noise_std 0.003 m, dropout 0.02, occlusion True,
+                                    latency 2 steps, camera "overview"); obs_mode="real"
+    randomize          None         per-episode domain randomisation ``{key: (low,
+                                    high)}``: friction, mass, damping, kp (factors),
+                                    action_latency (steps), camera_translation (m),
+                                    camera_rotation (rad); see ``d2f_envs.sim2real``
     ================== ============ ====================================================
     """
 
@@ -369,8 +386,22 @@ class SweepPastaEnv(FlowEnv):
         return self._centroids
 
     def _get_obs(self) -> np.ndarray:
+        if self._tracker is not None:
+            return self._get_real_obs()
         pts = self._points
-        layout = self.obs_layout
+        sub = self._measured["subgoal_index"]
+        measured = self._measured
+        if "final_error" in measured:  # this step's reward measured both (the same Chamfer distances)
+            errors = measured["tracking_error"], measured["final_error"]
+        else:  # at reset
+            rf = self.reward_fn
+            errors = rf.frame_error(pts, sub), rf.frame_error(pts, self.flow.num_frames - 1)
+        return self._summary_obs(pts, sub, measured["flow_index"], errors)
+
+    def _summary_obs(self, pts: np.ndarray, sub: int, flow_index: int, errors, visible=None) -> np.ndarray:
+        """The observation of piece positions ``pts`` at subgoal ``sub`` / alignment ``flow_index``
+        (the real layout with ``visible``, the state layout without)."""
+        layout = self.obs_layout if visible is not None else self._state_layout
         obs = np.empty(layout["phase"].stop)
         obs[layout["proprio"]] = self.robot.proprio(self.data)
         centroid = pts.mean(axis=0)
@@ -379,18 +410,37 @@ class SweepPastaEnv(FlowEnv):
         cell = np.clip(((pts[:, :2] - self._occ_lo) / self._occ_cell).astype(np.intp), 0, OCC_CELLS - 1)
         counts = np.bincount(cell[:, 0] * OCC_CELLS + cell[:, 1], minlength=OCC_CELLS * OCC_CELLS)
         obs[layout["occupancy"]] = counts / len(pts)
-        sub, last = self._measured["subgoal_index"], self.flow.num_frames - 1
+        last = self.flow.num_frames - 1
         c = self._frame_centroids()
         obs[layout["subgoal_delta"]] = c[sub] - centroid
         obs[layout["goal_delta"]] = c[last] - centroid
-        measured = self._measured
-        if "final_error" in measured:  # this step's reward measured both (the same Chamfer distances)
-            obs[layout["set_errors"]] = measured["tracking_error"], measured["final_error"]
-        else:  # at reset
-            rf = self.reward_fn
-            obs[layout["set_errors"]] = rf.frame_error(pts, sub), rf.frame_error(pts, last)
+        obs[layout["set_errors"]] = errors
         out = ~self.in_bin_mask(pts)
         loose = pts[out] if out.any() else pts
         obs[layout["tcp_to_object"]] = loose.mean(axis=0) - self.robot.tcp_pos(self.data)
-        obs[layout["phase"]] = self._measured["flow_index"] / max(last, 1)
+        obs[layout["phase"]] = flow_index / max(last, 1)
+        if visible is not None:
+            obs[layout["pieces_visible"]] = visible
         return obs
+
+    # ------------------------------------------------------------------ obs_mode="real"
+    def _tracked_points(self) -> np.ndarray:
+        return self._points  # the tracker follows every piece's centre
+
+    def _make_real_obs_layout(self) -> Dict[str, slice]:
+        sizes = [(name, s.stop - s.start) for name, s in self._make_obs_layout().items()]
+        sizes.insert([n for n, _ in sizes].index("occupancy") + 1, ("pieces_visible", 1))
+        layout, start = {}, 0
+        for name, n in sizes:
+            layout[name] = slice(start, start + n)
+            start += n
+        return layout
+
+    def _reported_frame_errors(self, pts: np.ndarray, start: int) -> np.ndarray:
+        return self.reward_fn.errors_to_frames(pts, start)  # Chamfer: the pieces as a set
+
+    def _get_real_obs(self) -> np.ndarray:
+        pts, vis = self._tracker.reported()
+        rf, last = self.reward_fn, self.flow.num_frames - 1
+        errors = rf.frame_error(pts, self._real_sub), rf.frame_error(pts, last)
+        return self._summary_obs(pts, self._real_sub, self._real_t, errors, visible=vis.mean())
