@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_results  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_ID = "D2F-PushT-v0"
@@ -112,6 +112,8 @@ def main(argv=None) -> None:
         venv.close()
 
     md = [
+        f"Machine: {machine()}.",
+        "",
         f"Push-T (pusher), PPO (ppo_real.yml settings, n_envs {n_envs}), obs_mode=\"real\", seed {args.seed}. "
         f"`python benchmarks/randomization_transfer.py --steps {args.steps} --episodes {args.episodes}`",
         f"Perturbed: {PERTURBED}",

@@ -36,7 +36,7 @@ from gymnasium import spaces
 from flows import FlowFormatError, ObjectFlow, farthest_point_sampling, shipped_flow
 from .bindings import PointBinding
 from .reward import FlowTrackingReward, RewardScales
-from .robots import make_robot
+from .robots import ROBOT_ALIASES, make_robot
 from .robots.controller import ControllerConfig, EndEffectorController
 from .sim2real import (
     CAMERA_KEYS, OBS_MODES, DomainRandomizer, PointTracker, validate_randomize, validate_real_obs,
@@ -185,9 +185,10 @@ class FlowEnv(gym.Env):
         self.obs_mode = obs_mode
         self.real_obs = validate_real_obs(real_obs) if obs_mode == "real" else None
         randomize = validate_randomize(randomize, obs_mode)
-        robot = self.robots[0] if robot is None else robot
+        requested = robot
+        robot = self.robots[0] if robot is None else ROBOT_ALIASES.get(robot, robot) if isinstance(robot, str) else robot
         if robot not in self.robots:
-            raise ValueError(f"{self.env_id}: robot {robot!r} is not supported; choose from {list(self.robots)}")
+            raise ValueError(f"{self.env_id}: robot {requested!r} is not supported; choose from {list(self.robots)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if reset_noise_scale < 0:

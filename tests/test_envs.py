@@ -524,3 +524,9 @@ def test_pusht_target_is_shipped_flow_moved_rigidly(make):
     still = make(PUSH_T, reset_noise_scale=0.0)
     still.reset(seed=8)
     np.testing.assert_allclose(still.unwrapped.reward_fn.target[-1], shipped.points[-1, idx], atol=1e-6)
+
+
+def test_robot_alias_spot_means_spot_arm(make):
+    assert make("D2F-OpenDoor-v0", robot="spot").unwrapped.robot_name == "spot_arm"
+    with pytest.raises(ValueError, match="robot 'spot' is not supported"):
+        make("D2F-PushT-v0", robot="spot")

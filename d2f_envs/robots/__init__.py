@@ -22,6 +22,12 @@ ROBOTS: Dict[str, str] = {
 }
 
 
+#: other names users reach for (the paper's tables say "Spot"); resolved by every task
+ROBOT_ALIASES: Dict[str, str] = {
+    "spot": "spot_arm",
+}
+
+
 def make_robot(name: str) -> RobotAdapter:
     try:
         entry = ROBOTS[name]
@@ -31,4 +37,4 @@ def make_robot(name: str) -> RobotAdapter:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["ROBOTS", "RobotAdapter", "make_robot"]
+__all__ = ["ROBOTS", "ROBOT_ALIASES", "RobotAdapter", "make_robot"]
