@@ -31,6 +31,15 @@ def run(cmd, cwd):
     subprocess.run(cmd, cwd=cwd, check=True)
 
 
+def save_curve(run_dir: Path, algo: str, env_id: str, robot: str) -> str:
+    """The run's training curve (success and final error vs env steps) as docs/curves/<algo>_<env>_<robot>.png."""
+    from d2f_rl.evaluate import plot_training_curve
+
+    path = REPO / "docs" / "curves" / f"{algo}_{env_id}_{robot}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path.relative_to(REPO)) if plot_training_curve(run_dir, path) else ""
+
+
 def default_robot(env_id: str) -> str:
     import gymnasium as gym
 
@@ -104,6 +113,7 @@ def main(argv=None) -> None:
             "load_avg_start_end": [round(load0, 1), round(load1, 1)],
             "train_command": "python " + " ".join(shlex.quote(c) for c in train_cmd[1:]).replace(str(logs), "logs"),
         })
+        rows[-1]["curve"] = save_curve(run_dir, algo, env_id, robot)
         print(json.dumps(rows[-1]), flush=True)
     out = REPO / args.out
     if out.is_file():  # keep the rows of earlier runs that this one did not redo
