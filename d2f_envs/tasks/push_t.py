@@ -229,4 +229,4 @@ class PushTEnv(FlowEnv):
         best = m[:, 0]
         for k in range(1, m.shape[1]):  # (numpy's min(axis=1) over 2 columns is ~20x slower)
             best = np.minimum(best, m[:, k])
-        return np.count_nonzero(best <= 1.0) / len(best)
+        return int(np.count_nonzero(best <= 1.0)) / len(best)  # a Python float with numpy 1 and 2
