@@ -57,6 +57,21 @@ class DemoStates:
         return len(self.qpos)
 
 
+def demo_flow(points: np.ndarray, fps: float, task: str, object_name: str, generator: str, extra: dict,
+              tracker: str = "ground truth (simulator)") -> ObjectFlow:
+    """The ObjectFlow of a simulated demonstration: every point visible, simulator ground truth."""
+    return ObjectFlow(
+        points=points,
+        visible=np.ones(points.shape[:2], dtype=bool),
+        fps=fps,
+        task=task,
+        object_name=object_name,
+        source={"kind": "simulated demonstration", "generator": generator, "tracker": tracker,
+                "depth": "ground truth (simulator)"},
+        extra=extra,
+    )
+
+
 def record_kinematic(model, data, body: int, local: np.ndarray, qadr, path: np.ndarray,
                      states: Optional[DemoStates] = None) -> np.ndarray:
     """World positions (T, N, 3) of ``local`` points fixed on ``body`` while ``qpos[qadr]`` follows ``path``.
@@ -148,20 +163,12 @@ def sweep_pasta_demo(fps: float = 30.0, states: Optional[DemoStates] = None) -> 
     pts = np.stack(frames)
     site = model.site("bin")
     n_in = int(in_bin(pts[-1], site.pos, site.size).sum())
-    return ObjectFlow(
-        points=pts,
-        visible=np.ones(pts.shape[:2], dtype=bool),
-        fps=fps,
-        task="D2F-SweepPasta-v0",
-        object_name="pasta pieces",
-        source={
-            "kind": "simulated demonstration",
-            "generator": "d2f_envs.demos.sweep_pasta_demo (physics: a servoed brush head sweeps the pieces along "
-                         "SWEEP_PASTA_PATH, no robot in scene; the head is not recorded)",
-            "tracker": "ground truth (simulator): piece centres",
-            "depth": "ground truth (simulator)",
-        },
+    return demo_flow(
+        pts, fps, "D2F-SweepPasta-v0", "pasta pieces",
+        "d2f_envs.demos.sweep_pasta_demo (physics: a servoed brush head sweeps the pieces along "
+        "SWEEP_PASTA_PATH, no robot in scene; the head is not recorded)",
         extra={"pieces": NUM_PIECES, "pieces_in_bin_at_end": n_in, "timestep_s": float(model.opt.timestep)},
+        tracker="ground truth (simulator): piece centres",
     )
 
 
@@ -181,18 +188,9 @@ def push_t_demo(fps: float = 30.0, duration: float = 4.0, spacing: float = 0.01,
     local = np.concatenate([t_block_grid(spacing), np.full((len(t_block_grid(spacing)), 1), T_HALF_HEIGHT)], axis=1)
     goal = np.array([0.10, 0.08, 0.6])
     pts = record_kinematic(model, data, body, local, qadr, min_jerk_path(goal, fps, duration), states)
-    return ObjectFlow(
-        points=pts,
-        visible=np.ones(pts.shape[:2], dtype=bool),
-        fps=fps,
-        task="D2F-PushT-v0",
-        object_name="T-block",
-        source={
-            "kind": "simulated demonstration",
-            "generator": "d2f_envs.demos.push_t_demo (kinematic min-jerk SE(2) path, no robot in scene)",
-            "tracker": "ground truth (simulator)",
-            "depth": "ground truth (simulator)",
-        },
+    return demo_flow(
+        pts, fps, "D2F-PushT-v0", "T-block",
+        "d2f_envs.demos.push_t_demo (kinematic min-jerk SE(2) path, no robot in scene)",
         extra={"goal_pose_xy_yaw": goal.tolist(), "start_pose_xy_yaw": [0.0, 0.0, 0.0]},
     )
 
@@ -216,18 +214,9 @@ def _joint_demo(
     local = (world0 - p0) @ R0
     pts = record_kinematic(model, data, bid, local, [qadr], min_jerk_path(np.array([opening]), fps, duration),
                            states)
-    return ObjectFlow(
-        points=pts,
-        visible=np.ones(pts.shape[:2], dtype=bool),
-        fps=fps,
-        task=env_id,
-        object_name=object_name,
-        source={
-            "kind": "simulated demonstration",
-            "generator": generator,
-            "tracker": "ground truth (simulator)",
-            "depth": "ground truth (simulator)",
-        },
+    return demo_flow(
+        pts, fps, env_id, object_name,
+        generator,
         extra=dict(extra, joint=joint, joint_start=0.0, joint_end=float(opening)),
     )
 
@@ -310,19 +299,10 @@ def pick_place_demo(fps: float = 30.0, spacing: float = 0.01, states: Optional[D
         xyzyaw += min_jerk((t - a) / (b - a))[:, None] * (waypoints[k + 1] - waypoints[k])
     path = np.concatenate([xyzyaw[:, :3], np.stack([yaw_quat(y) for y in xyzyaw[:, 3]])], axis=1)
     pts = record_kinematic(model, data, body, local, qadr, path, states)
-    return ObjectFlow(
-        points=pts,
-        visible=np.ones(pts.shape[:2], dtype=bool),
-        fps=fps,
-        task="D2F-PickPlace-v0",
-        object_name="bread loaf",
-        source={
-            "kind": "simulated demonstration",
-            "generator": "d2f_envs.demos.pick_place_demo (kinematic, overlapping min-jerk lift / carry + "
-                         "turn / lower of the loaf into the bowl, no robot in scene)",
-            "tracker": "ground truth (simulator)",
-            "depth": "ground truth (simulator)",
-        },
+    return demo_flow(
+        pts, fps, "D2F-PickPlace-v0", "bread loaf",
+        "d2f_envs.demos.pick_place_demo (kinematic, overlapping min-jerk lift / carry + "
+        "turn / lower of the loaf into the bowl, no robot in scene)",
         extra={
             "waypoints_xyz_yaw": waypoints.tolist(),
             "move_windows_s": [list(w) for w in windows],
@@ -400,19 +380,10 @@ def cover_bowl_demo(
             states.record(model, data)
     if not np.isfinite(pts).all() or data.warning.number.any():
         raise RuntimeError("cover_bowl_demo: the cloth simulation diverged")
-    return ObjectFlow(
-        points=pts,
-        visible=np.ones(pts.shape[:2], dtype=bool),
-        fps=fps,
-        task="D2F-CoverBowl-v0",
-        object_name="cloth",
-        source={
-            "kind": "simulated demonstration",
-            "generator": "d2f_envs.demos.cover_bowl_demo (grasp vertex on a min-jerk arc by a mocap hand, "
-                         "cloth simulated, no robot in scene)",
-            "tracker": "ground truth (simulator)",
-            "depth": "ground truth (simulator)",
-        },
+    return demo_flow(
+        pts, fps, "D2F-CoverBowl-v0", "cloth",
+        "d2f_envs.demos.cover_bowl_demo (grasp vertex on a min-jerk arc by a mocap hand, "
+        "cloth simulated, no robot in scene)",
         extra={"grasp_vertex": int(GRASP_VERTEX), "grasp_start": start.tolist(), "grasp_goal": goal.tolist(),
                "lift_m": lift},
     )
