@@ -448,7 +448,8 @@ class FlowEnv(gym.Env):
     def _get_rew(self, action: np.ndarray) -> Tuple[float, Dict[str, Any]]:
         """``(reward, info)``: reward is the sum of ``info``'s ``reward_*`` terms."""
         ok, extra = self._task_success(self._points)
-        reward, info = self.reward_fn.step(self._points, action, task_success=ok)
+        tcp = self.robot.tcp_pos(self.data) if self.reward_fn.scales.reach else None
+        reward, info = self.reward_fn.step(self._points, action, task_success=ok, tcp=tcp)
         info.update(extra)
         # the last valid measurement: the observation's subgoal, and what a diverged step reports
         self._measured = {k: v for k, v in info.items() if not k.startswith("reward_") and k != "is_success"}

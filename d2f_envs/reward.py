@@ -76,6 +76,16 @@ class RewardScales:
     action: float = 0.05
     # paid each step while the task's success criterion holds
     success: float = 2.0
+    # exp(-d / REACH_SIGMA), d = the tool centre point's distance to the nearest of the object's
+    # points. Off (0) by default: the reward is then the flow's alone. An object that moves only
+    # once grasped (pick-and-place) gives the flow terms nothing to say until it is, so an agent
+    # may never find the grasp; this term leads the tool to the object, embodiment-free (every
+    # robot has a TCP), and needs nothing about the task but the flow's points.
+    reach: float = 0.0
+
+
+#: length scale (m) of the reach term
+REACH_SIGMA = 0.1
 
 
 ALIGNMENTS = ("nearest", "clock")
@@ -269,27 +279,37 @@ class FlowTrackingReward:
         }
 
     def terms(self, measured: Dict[str, float], action: np.ndarray, success: bool) -> Dict[str, float]:
-        """Weighted reward terms; the reward is their sum."""
+        """Weighted reward terms; the reward is their sum. ``reward_reach`` is there only when its
+        scale is not 0 (it then needs ``measured["tcp_distance"]``)."""
         s = self.scales
         a = action if type(action) is np.ndarray and action.dtype == np.float64 else np.asarray(action, dtype=np.float64)
-        return {
+        terms = {
             "reward_tracking": s.tracking * math.exp(-measured["tracking_error"] / self.sigma),
             "reward_progress": s.progress * measured["progress"] / self._tmax,
             "reward_action": -s.action * float(a @ a) / max(a.size, 1),
             "reward_success": s.success * float(success),
         }
+        if s.reach:
+            terms["reward_reach"] = s.reach * math.exp(-measured["tcp_distance"] / REACH_SIGMA)
+        return terms
 
     def reached(self, measured: Dict[str, float]) -> bool:
         """The flow's end is reached: final error under ``success_threshold``."""
         return measured["final_error"] < self.success_threshold
 
-    def step(self, points: np.ndarray, action: np.ndarray, task_success: bool = True) -> Tuple[float, Dict[str, float]]:
+    def step(self, points: np.ndarray, action: np.ndarray, task_success: bool = True,
+             tcp: Optional[np.ndarray] = None) -> Tuple[float, Dict[str, float]]:
         """One control step: returns ``(reward, info)``; ``info`` holds every term and measurement.
 
         ``is_success`` is ``final_error < success_threshold`` and ``task_success``
-        (a task's own criterion, e.g. Push-T's coverage).
+        (a task's own criterion, e.g. Push-T's coverage). ``tcp``: the tool centre point (3,),
+        needed when the reach term is on (``info["tcp_distance"]``).
         """
         m = self.measure(points)
+        if self.scales.reach:
+            if tcp is None:
+                raise ValueError("the reach reward term (reward_scales reach != 0) needs the TCP position: step(..., tcp=)")
+            m["tcp_distance"] = float(np.sqrt(((np.asarray(points, np.float64) - tcp) ** 2).sum(axis=-1).min()))
         success = self.reached(m) and bool(task_success)
         terms = self.terms(m, action, success)
         info = dict(m)

@@ -158,7 +158,8 @@ class BatchedFlowVectorEnv(VectorEnv):
         rf = e0.reward_fn
         self.vectorized = bool(vectorize) and (
             cls._get_obs is FlowEnv._get_obs and cls._get_rew is FlowEnv._get_rew
-            and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward)
+            and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward
+            and not rf.scales.reach)  # the optional reach term is not in the batched kernel: each env's own reward
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
 
         # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves

@@ -236,3 +236,19 @@ def test_scripted_picker_succeeds_and_beats_random(make, robot):
 def test_picker_refuses_other_tasks():
     with pytest.raises(TypeError, match="PickPlace"):
         FlowFollowingPicker(gym.make("D2F-OpenDrawer-v0"))
+
+
+def test_reach_term_measures_the_tcp_to_the_nearest_loaf_point_and_sums_into_the_reward():
+    env = gym.make("D2F-PickPlace-v0", reward_scales={"reach": 0.5})
+    env.reset(seed=3)
+    _, reward, _, _, info = env.step(np.zeros(5, dtype=np.float32))
+    u = env.unwrapped
+    tcp = u.robot.tcp_pos(u.data)
+    assert info["tcp_distance"] == pytest.approx(np.linalg.norm(u._points - tcp, axis=1).min())
+    assert 0.0 < info["reward_reach"] < 0.5
+    assert reward == pytest.approx(sum(v for k, v in info.items() if k.startswith("reward_")), abs=1e-12)
+    # the batched vector env takes each env's own reward path for it: same rewards as single envs
+    vec = gym.make_vec("D2F-PickPlace-v0", num_envs=2, reward_scales={"reach": 0.5})
+    vec.reset(seed=[3, 4])
+    _, rewards, _, _, _ = vec.step(np.zeros((2, 5), dtype=np.float32))
+    assert rewards[0] == reward

@@ -224,6 +224,26 @@ def test_default_scales_and_zero_scales():
     assert reward == 0.0 and info["is_success"] is True
 
 
+def test_reach_term_is_off_by_default_and_leads_the_tcp_to_the_nearest_object_point():
+    from d2f_envs.reward import REACH_SIGMA
+
+    assert RewardScales().reach == 0.0
+    _, info = make().step(frame_points(0), np.zeros(3))
+    assert "reward_reach" not in info  # default: the flow's terms alone
+
+    r = make(scales=RewardScales(reach=0.5))
+    with pytest.raises(ValueError, match="TCP"):
+        r.step(frame_points(0), np.zeros(3))
+    pts = frame_points(0)
+    far = pts[1] + [0.0, 0.3, 0.0]  # 30 cm beyond point 1 (the nearest), 35 cm from point 0
+    reward, info = make(scales=RewardScales(reach=0.5)).step(pts, np.zeros(3), tcp=far)
+    assert info["tcp_distance"] == pytest.approx(0.3)
+    assert info["reward_reach"] == pytest.approx(0.5 * math.exp(-0.3 / REACH_SIGMA))
+    assert reward == pytest.approx(sum(v for k, v in info.items() if k.startswith("reward_")), abs=1e-12)
+    _, near = make(scales=RewardScales(reach=0.5)).step(pts, np.zeros(3), tcp=pts[0] + [0.0, 0.0, 0.01])
+    assert near["tcp_distance"] == pytest.approx(0.01) and near["reward_reach"] > info["reward_reach"]
+
+
 def test_progress_over_a_whole_flow_pays_the_progress_scale_once():
     r = make()
     total = sum(r.step(frame_points(k), np.zeros(3))[1]["reward_progress"] for k in [1, 0, 3, 2, 5, 5, 4])

@@ -95,7 +95,10 @@ class PickPlaceEnv(FlowEnv):
     ``info``: ``reward_tracking`` = exp(-tracking_error / sigma),
     ``reward_progress`` (flow frames advanced / (T - 1), x10),
     ``reward_action`` (-0.05 mean(a^2)) and ``reward_success`` (2 per step
-    while successful). Weights are set with ``reward_scales={...}``.
+    while successful). Weights are set with ``reward_scales={...}``. Optional
+    ``reward_reach`` (``reward_scales={"reach": w}``, off by default):
+    w exp(-d / 0.1 m), d the TCP's distance to the nearest loaf point, which
+    leads an agent to the grasp (ppo.yml's entry for this env uses 0.5).
 
     ## Success (``info["is_success"]``)
     The loaf rests in the bowl, let go: ``info["in_bowl"]`` (the loaf's
