@@ -34,7 +34,7 @@ import numpy as np
 from gymnasium import spaces
 
 from flows import FlowFormatError, ObjectFlow, farthest_point_sampling, shipped_flow
-from .bindings import PointBinding
+from .bindings import PieceSetBinding, PointBinding, RigidBinding
 from .reward import FlowTrackingReward, RewardScales
 from .robots import ROBOT_ALIASES, make_robot
 from .robots.controller import ControllerConfig, EndEffectorController
@@ -246,7 +246,11 @@ class FlowEnv(gym.Env):
 
         # ---- sim-to-real (see d2f_envs.sim2real): None/empty unless asked for, so the default
         # env takes none of these code paths
-        self._randomizer = DomainRandomizer(self.model, self.robot.prefix, randomize) if randomize else None
+        self._randomizer = None
+        if randomize:
+            # (data is still in the nominal state: randomize["size"] measures the object's rest height in it)
+            sized = self._size_bodies() if "size" in randomize else None
+            self._randomizer = DomainRandomizer(self.model, self.robot.prefix, randomize, size_bodies=sized, data=self.data)
         self.randomization: Dict[str, Any] = {}  # this episode's drawn values (also info["randomization"])
         self._action_queue = None  # actions waiting to reach the controller (randomize["action_latency"])
         self._tracker = None
@@ -308,6 +312,17 @@ class FlowEnv(gym.Env):
     def _task_success(self, points: np.ndarray) -> Tuple[bool, Dict[str, Any]]:
         """The task's own success criterion (AND-ed with reaching the flow's end) and extra info."""
         return True, {}
+
+    def _size_bodies(self) -> np.ndarray:
+        """The bodies ``randomize["size"]`` scales: the tracked object's (a rigid binding's body, a piece
+        set's pieces). A task whose object cannot be resized at run time raises ValueError saying why."""
+        if isinstance(self.binding, RigidBinding):
+            return np.array([self.binding._id], dtype=np.intp)
+        if isinstance(self.binding, PieceSetBinding):
+            return np.array(self.binding._ids, dtype=np.intp)
+        raise ValueError(
+            f"randomize['size'] is not supported by {self.env_id}: its object ({self.object_class}, "
+            f"{type(self.binding).__name__}) is not made of rigid bodies")
 
     # ------------------------------------------------------------------ observation
     def _make_obs_layout(self) -> Dict[str, slice]:
@@ -469,6 +484,8 @@ class FlowEnv(gym.Env):
         mujoco.mj_resetData(m, d)
         self._set_nominal_state()
         self.reset_model()
+        if self._randomizer is not None:
+            self._randomizer.place(m, d)  # a resized object still rests where the task put it
         mujoco.mj_forward(m, d)
         self.controller.reset(m, d)
         self._points = self.binding.points(d)
@@ -548,6 +565,8 @@ class FlowEnv(gym.Env):
         """Truncate the episode with a finite observation and zero reward, saying why."""
         mujoco.mj_resetData(self.model, self.data)
         self._set_nominal_state()
+        if self._randomizer is not None:
+            self._randomizer.place(self.model, self.data)
         mujoco.mj_forward(self.model, self.data)
         self._warn_count = self._divergence_count()
         self._points = self.binding.points(self.data)

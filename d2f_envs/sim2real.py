@@ -16,6 +16,7 @@ Every random draw comes from the env's ``np_random``: seeded runs are reproducib
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections import deque
@@ -48,6 +49,9 @@ RANDOMIZE_KEYS: Dict[str, Tuple[str, Tuple[float, float]]] = {
     "mass": ("scale", (0.05, 20.0)),  # mass and inertia of every movable non-robot body (the object)
     "damping": ("scale", (0.0, 20.0)),  # every dof's damping
     "kp": ("scale", (0.05, 20.0)),  # actuator gains: kp of position servos (gain and bias together)
+    # the manipulated object's linear dimensions (see DomainRandomizer); bounded tighter than the
+    # factors above: the tasks' start layouts and grippers are sized for the nominal object
+    "size": ("scale", (0.5, 1.5)),
     # integers, inclusive
     "action_latency": ("steps", (0, 10)),  # control steps before an action reaches the controller
     # per-axis additive offsets of the camera's extrinsics (only with obs_mode="real")
@@ -101,11 +105,6 @@ def validate_randomize(cfg: Optional[Mapping[str, Any]], obs_mode: str) -> Optio
         raise TypeError(f"randomize: expected a dict of (low, high) ranges or None, got {type(cfg).__name__}")
     for key in cfg:
         if key not in RANDOMIZE_KEYS:
-            if key == "size":
-                raise ValueError(
-                    "randomize: 'size' is not supported: the tracked points are bound to the object's "
-                    "nominal geometry at construction (scale the asset instead); use 'mass' for inertia"
-                )
             raise ValueError(_unknown("randomize", key, RANDOMIZE_KEYS))
     out: Dict[str, Tuple[float, float]] = {}
     for key, (kind, (lo_ok, hi_ok)) in RANDOMIZE_KEYS.items():
@@ -142,14 +141,64 @@ def rotation_from_vector(r: np.ndarray) -> np.ndarray:
     return R.reshape(3, 3)
 
 
+#: geom types ``randomize["size"]`` scales: MuJoCo's primitives, whose shape is the few numbers of
+#: ``geom_size`` read at every collision (a mesh's vertices, a height field or an SDF are compiled data)
+SIZE_GEOM_TYPES = {
+    int(mujoco.mjtGeom.mjGEOM_SPHERE), int(mujoco.mjtGeom.mjGEOM_CAPSULE), int(mujoco.mjtGeom.mjGEOM_ELLIPSOID),
+    int(mujoco.mjtGeom.mjGEOM_CYLINDER), int(mujoco.mjtGeom.mjGEOM_BOX),
+}
+#: the model constants mj_setConst derives from masses, inertias and geom sizes that the simulation
+#: reads: subtree masses (subtree centres of mass), the inverse weights at qpos0 that set the softness
+#: of every constraint (contacts, joint friction loss, limits), the joint-space inertia diagonal, dof
+#: lengths, and the bounding volumes of collision detection (broadphase spheres and boxes, the bodies'
+#: midphase trees). mj_setConst itself is not run on the env's model: it would also recompute fields a
+#: task writes after compiling (Cover-Bowl's pinch anchors in eq_data)
+DERIVED_FIELDS = (
+    "body_subtreemass", "body_invweight0", "dof_invweight0", "dof_M0", "dof_length", "tendon_invweight0",
+    "geom_rbound", "geom_aabb", "bvh_aabb",
+)
+
+
+def lowest_point_z(model: mujoco.MjModel, data: mujoco.MjData, g: int) -> float:
+    """World height of primitive geom ``g``'s lowest point (its support point along -z) in ``data``."""
+    R = data.geom_xmat[g].reshape(3, 3)  # row 2: the world z components of the geom's local axes
+    s = model.geom_size[g]
+    c = float(data.geom_xpos[g][2])
+    t = int(model.geom_type[g])
+    if t == mujoco.mjtGeom.mjGEOM_BOX:
+        return c - float(np.abs(R[2]) @ s)
+    if t == mujoco.mjtGeom.mjGEOM_SPHERE:
+        return c - float(s[0])
+    if t == mujoco.mjtGeom.mjGEOM_CAPSULE:  # axis: local z, half length s[1], radius s[0]
+        return c - abs(R[2, 2]) * float(s[1]) - float(s[0])
+    if t == mujoco.mjtGeom.mjGEOM_CYLINDER:
+        return c - abs(R[2, 2]) * float(s[1]) - float(s[0]) * math.sqrt(max(1.0 - R[2, 2] ** 2, 0.0))
+    if t == mujoco.mjtGeom.mjGEOM_ELLIPSOID:
+        return c - float(np.sqrt(((R[2] * s) ** 2).sum()))
+    raise ValueError(f"lowest_point_z: geom {g} is not a primitive (type {t})")
+
+
 class DomainRandomizer:
     """Per-episode physics randomisation of one env's own ``MjModel`` (see :data:`RANDOMIZE_KEYS`).
 
     The nominal values are copied at construction; :meth:`apply` restores them, then draws
-    and applies one factor per key, so nothing accumulates over episodes.
+    and applies one value per key, so nothing accumulates over episodes.
+
+    ``size`` (factor s) scales the bodies ``size_bodies`` (the tracked object: the task's choice,
+    ``FlowEnv._size_bodies``) about their own origins: every geom's size and position in the body
+    frame, the body's sites and centre of mass alike, mass x s^3 and inertia x s^5 (the same
+    density); the body frame itself, and so the flow's bound points in it, is not changed. So that an
+    object resting on the table still rests on it, :meth:`place` then lifts it by (s - 1) x the height
+    of its origin above its lowest point in the nominal state (``data`` at construction): a free body
+    through its ``qpos`` after each reset, a body on joints in the world through its ``body_pos``.
+    ``mass`` then multiplies the scaled mass and inertia (size first, then mass: a fixed order).
+    Only primitive geoms can be scaled (:data:`SIZE_GEOM_TYPES`). After ``size`` or ``mass``, the
+    constants MuJoCo's compiler derives from them (:data:`DERIVED_FIELDS`) are recomputed with
+    ``mj_setConst`` on a private copy of the model and copied back.
     """
 
-    def __init__(self, model: mujoco.MjModel, robot_prefix: str, ranges: Dict[str, Tuple[float, float]]):
+    def __init__(self, model: mujoco.MjModel, robot_prefix: str, ranges: Dict[str, Tuple[float, float]],
+                 size_bodies: Optional[np.ndarray] = None, data: Optional[mujoco.MjData] = None):
         self.ranges = dict(ranges)
         self.nominal = {
             "geom_friction": model.geom_friction[:, 0].copy(),
@@ -167,9 +216,55 @@ class DomainRandomizer:
         ], dtype=np.intp)
         if "mass" in self.ranges and self.object_bodies.size == 0:
             raise ValueError("randomize['mass']: the scene has no movable non-robot body")
+        self.size_bodies = np.zeros(0, dtype=np.intp)
+        self.size = 1.0  # this episode's size factor (place() lifts by it)
+        if "size" in self.ranges:
+            self._init_size(model, data, size_bodies)
+        self._scratch = None  # (model copy, data) for mj_setConst, made when mass or size is randomised
+        if "mass" in self.ranges or "size" in self.ranges:
+            self.nominal.update({name: getattr(model, name).copy() for name in DERIVED_FIELDS})
+            scratch = copy.copy(model)
+            self._scratch = (scratch, mujoco.MjData(scratch))
+
+    def _init_size(self, model: mujoco.MjModel, data: Optional[mujoco.MjData], size_bodies) -> None:
+        if size_bodies is None or data is None or len(size_bodies) == 0:
+            raise ValueError("randomize['size']: no object bodies to scale were given")
+        bodies = np.asarray(size_bodies, dtype=np.intp)
+        geoms = np.flatnonzero(np.isin(model.geom_bodyid, bodies))
+        for b in bodies.tolist():
+            if not np.any(model.geom_bodyid[geoms] == b):
+                raise ValueError(f"randomize['size']: body {model.body(b).name!r} has no geoms to scale")
+        for g in geoms.tolist():
+            if int(model.geom_type[g]) not in SIZE_GEOM_TYPES:
+                kind = mujoco.mjtGeom(int(model.geom_type[g])).name
+                raise ValueError(
+                    f"randomize['size']: geom {model.geom(g).name or g!r} of body {model.body(model.geom_bodyid[g]).name!r} "
+                    f"is a {kind}; only primitive geoms (box, sphere, capsule, cylinder, ellipsoid) can be resized at run time")
+        # how each body is lifted by place(): (qpos address of a free joint's z, or -1) and the height of
+        # its origin above its lowest point in the nominal state
+        free, height = [], []
+        for b in bodies.tolist():
+            j = int(model.body_jntadr[b])
+            is_free = model.body_jntnum[b] == 1 and model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE
+            if not is_free and model.body_parentid[b] != 0:
+                # (body_pos is in the parent's frame: "up" is the world's only for a child of the world)
+                raise ValueError(f"randomize['size']: body {model.body(b).name!r} is neither free nor a child of the world")
+            free.append(int(model.jnt_qposadr[j]) + 2 if is_free else -1)
+            low = min(lowest_point_z(model, data, g) for g in geoms[model.geom_bodyid[geoms] == b].tolist())
+            height.append(float(data.xpos[b][2]) - low)
+        self.size_bodies = bodies
+        self._size_geoms = geoms
+        self._size_sites = np.flatnonzero(np.isin(model.site_bodyid, bodies))
+        self._free_z = np.array(free, dtype=np.intp)
+        self._height = np.array(height)
+        self.nominal.update({
+            "geom_size": model.geom_size.copy(), "geom_pos": model.geom_pos.copy(),
+            "site_pos": model.site_pos.copy(), "body_ipos": model.body_ipos.copy(), "body_pos": model.body_pos.copy(),
+        })
 
     def restore(self, model: mujoco.MjModel) -> None:
         n = self.nominal
+        self.size = 1.0
         model.geom_friction[:, 0] = n["geom_friction"]
         model.dof_frictionloss[:] = n["dof_frictionloss"]
         model.body_mass[:] = n["body_mass"]
@@ -177,6 +272,39 @@ class DomainRandomizer:
         model.dof_damping[:] = n["dof_damping"]
         model.actuator_gainprm[:, 0] = n["gain"]
         model.actuator_biasprm[:, 1] = n["bias"]
+        for name in ("geom_size", "geom_pos", "site_pos", "body_ipos", "body_pos") + DERIVED_FIELDS:
+            if name in n:
+                getattr(model, name)[:] = n[name]
+
+    def _scale_size(self, model: mujoco.MjModel, s: float) -> None:
+        n = self.nominal
+        g, st, b = self._size_geoms, self._size_sites, self.size_bodies
+        model.geom_size[g] = n["geom_size"][g] * s
+        model.geom_pos[g] = n["geom_pos"][g] * s
+        model.site_pos[st] = n["site_pos"][st] * s
+        model.body_ipos[b] = n["body_ipos"][b] * s
+        model.body_mass[b] = n["body_mass"][b] * s ** 3
+        model.body_inertia[b] = n["body_inertia"][b] * s ** 5
+        jointed = b[self._free_z < 0]  # their origin's height is the model's: lift it there
+        model.body_pos[jointed, 2] = n["body_pos"][jointed, 2] + (s - 1.0) * self._height[self._free_z < 0]
+
+    def place(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        """Lift this episode's scaled free bodies (after the task placed them, before mj_forward) by
+        (size - 1) x their origin's nominal height above their lowest point: an object on the table
+        stays on it (objects turned about the vertical only, as every task's reset does)."""
+        if self.size != 1.0:
+            free = self._free_z >= 0
+            data.qpos[self._free_z[free]] += (self.size - 1.0) * self._height[free]
+
+    def _derive(self, model: mujoco.MjModel) -> None:
+        """DERIVED_FIELDS recomputed by mj_setConst for the model's current masses and geometry."""
+        scratch, sd = self._scratch
+        for name in ("body_mass", "body_inertia", "body_ipos", "body_pos", "geom_size", "geom_pos", "site_pos"):
+            getattr(scratch, name)[:] = getattr(model, name)
+        mujoco.mj_resetData(scratch, sd)
+        mujoco.mj_setConst(scratch, sd)
+        for name in DERIVED_FIELDS:
+            getattr(model, name)[:] = getattr(scratch, name)
 
     def apply(self, model: mujoco.MjModel, rng: np.random.Generator) -> Dict[str, Any]:
         """Restore the nominal model, draw this episode's values and apply them; returns the values."""
@@ -193,10 +321,15 @@ class DomainRandomizer:
         if "friction" in values:
             model.geom_friction[:, 0] = n["geom_friction"] * values["friction"]
             model.dof_frictionloss[:] = n["dof_frictionloss"] * values["friction"]
+        self.size = values.get("size", 1.0)
+        if "size" in values:  # before mass: mass multiplies the scaled object's mass
+            self._scale_size(model, self.size)
         if "mass" in values:
             b = self.object_bodies
-            model.body_mass[b] = n["body_mass"][b] * values["mass"]
-            model.body_inertia[b] = n["body_inertia"][b] * values["mass"]  # same shape, scaled density
+            model.body_mass[b] *= values["mass"]
+            model.body_inertia[b] *= values["mass"]  # same shape, scaled density
+        if self._scratch is not None:
+            self._derive(model)
         if "damping" in values:
             model.dof_damping[:] = n["dof_damping"] * values["damping"]
         if "kp" in values:

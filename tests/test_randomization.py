@@ -1,21 +1,51 @@
 """``randomize={...}``: per-episode domain randomisation (d2f_envs.sim2real.DomainRandomizer).
 
 Checks: drawn values respect their ranges and change per episode, the model holds nominal x
-factor (never accumulated), robot bodies keep their masses, action latency delays actions
-exactly, camera extrinsics errors move the reported points rigidly, seeded determinism,
-kwarg validation, and that defaults (and an empty ``randomize``) leave the env untouched.
+factor (never accumulated) and restore() gives back the whole nominal model, robot bodies keep
+their masses, object size scales the object's geometry, mass, inertia and the constants MuJoCo
+derives from them (and what it collides with) with the object still resting on the table, stays
+stable at the allowed range's ends and is refused where the object cannot be resized, action
+latency delays actions exactly, camera extrinsics errors move the reported points rigidly, seeded
+determinism (and pickling), kwarg validation, and that defaults (and an empty ``randomize``) leave
+the env untouched.
 """
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import d2f_envs  # noqa: F401  first: sets MUJOCO_GL=egl before mujoco is imported
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 
+from d2f_envs.sim2real import DERIVED_FIELDS, RANDOMIZE_KEYS, lowest_point_z
+
 PUSH_T = "D2F-PushT-v0"
 ALL_PHYSICS = {"friction": (0.5, 1.5), "mass": (0.5, 2.0), "damping": (0.5, 1.5), "kp": (0.7, 1.3), "action_latency": (0, 3)}
+#: the tasks whose object is made of rigid primitive geoms (randomize["size"]); the others refuse it
+SIZE_ENVS = ["D2F-PushT-v0", "D2F-PickPlace-v0", "D2F-SweepPasta-v0"]
+SIZE_REFUSED = {"D2F-CoverBowl-v0": "flex", "D2F-OpenDrawer-v0": "fitted", "D2F-OpenDoor-v0": "fitted"}
+
+
+def model_arrays(m: mujoco.MjModel) -> dict:
+    """Every array field of an MjModel, by name."""
+    out = {}
+    for name in dir(m):
+        if not name.startswith("_"):
+            v = getattr(m, name, None)
+            if isinstance(v, np.ndarray):
+                out[name] = v
+    return out
+
+
+def lowest(u) -> float:
+    """World height of the lowest point of the env's sized object (its geoms), as the model is now."""
+    m = u.model
+    geoms = np.flatnonzero(np.isin(m.geom_bodyid, u._size_bodies()))
+    return min(lowest_point_z(m, u.data, g) for g in geoms.tolist())
 
 
 @pytest.fixture
@@ -69,11 +99,11 @@ def test_values_in_range_resampled_and_applied_to_nominal(make, env_id):
     for key in ("friction", "mass", "damping", "kp"):
         assert len({s[key] for s in seen}) == len(seen), key  # a new draw each episode
     assert len({s["action_latency"] for s in seen}) > 1
-    # restore() puts every randomised array back bit for bit
+    # restore() puts the whole model back bit for bit (the constants derived from the masses too)
     u._randomizer.restore(u.model)
-    for name in ("geom_friction", "dof_frictionloss", "body_mass", "body_inertia", "dof_damping",
-                 "actuator_gainprm", "actuator_biasprm"):
-        np.testing.assert_array_equal(getattr(u.model, name), getattr(nominal, name), err_msg=name)
+    ref = model_arrays(nominal)
+    for name, value in model_arrays(u.model).items():
+        np.testing.assert_array_equal(value, ref[name], err_msg=name)
 
 
 def test_randomized_physics_changes_the_motion(make):
@@ -132,14 +162,138 @@ def test_camera_error_moves_the_reported_points_rigidly(make):
 
 
 def test_randomization_is_seeded(make):
-    cfg = {**ALL_PHYSICS, "camera_translation": (-0.01, 0.01)}
+    cfg = {**ALL_PHYSICS, "size": (0.8, 1.2), "camera_translation": (-0.01, 0.01)}
     a, b = make(PUSH_T, obs_mode="real", randomize=cfg), make(PUSH_T, obs_mode="real", randomize=cfg)
     ra, rb = a.reset(seed=3), b.reset(seed=3)
     np.testing.assert_array_equal(ra[0], rb[0])
     assert ra[1]["randomization"] == rb[1]["randomization"]
-    for act in actions(a, 10, seed=0):
+    acts = actions(a, 16, seed=0)
+    for act in acts[:8]:
         np.testing.assert_array_equal(a.step(act)[0], b.step(act)[0])
-    assert a.reset(seed=4)[1]["randomization"] != ra[1]["randomization"]
+    twin = pickle.loads(pickle.dumps(a.unwrapped))  # the randomiser's nominal copies travel along
+    for act in acts[8:]:
+        np.testing.assert_array_equal(a.step(act)[0], twin.step(act)[0])
+    again = a.reset(seed=4)[1]["randomization"]
+    assert again != ra[1]["randomization"]
+    assert twin.reset(seed=4)[1]["randomization"] == again
+
+
+# =========================================================================== object size
+@pytest.mark.parametrize("env_id", SIZE_ENVS)
+def test_size_scales_the_object_resting_where_it_was(make, env_id):
+    env = make(env_id, randomize={"size": (0.6, 1.4), "mass": (0.5, 2.0)})
+    u = env.unwrapped
+    plain = make(env_id).unwrapped
+    plain.reset(seed=0)
+    table = lowest(plain)  # where the nominal object's lowest point rests
+    nm = plain.model
+    obj = u._size_bodies()
+    sized = np.isin(nm.geom_bodyid, obj)
+    assert sized.any() and not sized.all()
+    sizes = []
+    for seed in range(4):
+        _, info = env.reset(seed=seed)
+        s, f = info["randomization"]["size"], info["randomization"]["mass"]
+        assert 0.6 <= s <= 1.4 and info["randomization"] == u.randomization
+        sizes.append(s)
+        m = u.model
+        np.testing.assert_allclose(m.geom_size[sized], nm.geom_size[sized] * s, rtol=1e-12)
+        np.testing.assert_allclose(m.geom_pos[sized], nm.geom_pos[sized] * s, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(m.geom_rbound[sized], nm.geom_rbound[sized] * s, rtol=1e-12)
+        np.testing.assert_array_equal(m.geom_size[~sized], nm.geom_size[~sized])
+        np.testing.assert_array_equal(m.geom_pos[~sized], nm.geom_pos[~sized])
+        # size first (same density), then the mass factor
+        np.testing.assert_allclose(m.body_mass[obj], nm.body_mass[obj] * s ** 3 * f, rtol=1e-12)
+        np.testing.assert_allclose(m.body_inertia[obj], nm.body_inertia[obj] * s ** 5 * f, rtol=1e-12)
+        # collision bounds, inverse weights, subtree masses: what MuJoCo's own mj_setConst derives
+        ref = copy.copy(m)
+        mujoco.mj_setConst(ref, mujoco.MjData(ref))
+        for name in DERIVED_FIELDS:
+            np.testing.assert_allclose(getattr(m, name), getattr(ref, name), rtol=1e-12, atol=1e-15, err_msg=name)
+        # still resting on the table (not sunk into it nor floating above it)
+        assert abs(lowest(u) - table) < 1e-9, (s, lowest(u), table)
+        if env_id != "D2F-SweepPasta-v0":
+            # the flow's points stay body-fixed markers: the binding is the nominal one
+            np.testing.assert_array_equal(u.binding.local_points, plain.binding.local_points)
+    assert len(set(sizes)) == len(sizes)
+    u._randomizer.restore(u.model)
+    ref = model_arrays(nm)
+    for name, value in model_arrays(u.model).items():
+        np.testing.assert_array_equal(value, ref[name], err_msg=name)
+
+
+def test_size_changes_what_the_object_collides_with(make):
+    # the pusher's disk (radius 1.5 cm) 5 mm into where the bar's end is at size 1.25 and 2 cm clear of
+    # the nominal bar: a contact only with the larger block (collision detection sees the new size:
+    # broadphase, midphase and narrowphase); a ray along the bar measures its length
+    contacts, length = {}, {}
+    for s in (0.8, 1.0, 1.25):
+        u = make(PUSH_T, randomize={"size": (s, s)}, reset_noise_scale=0.0).unwrapped
+        u.reset(seed=0)
+        m, d = u.model, u.data
+        np.testing.assert_allclose(u.block_pose()[:3, :3], np.eye(3), atol=1e-12)  # the nominal pose
+        bar = m.geom("tblock_bar").id
+        u.robot.reset(m, d, np.array([0.1 * 1.25 + 0.015 - 0.005, 0.05 * 1.25, u.tcp_height]))
+        mujoco.mj_forward(m, d)
+        disk = [g for g in range(m.ngeom) if m.body(m.geom_bodyid[g]).name.startswith(u.robot.prefix)]
+        pairs = {(int(d.contact.geom1[i]), int(d.contact.geom2[i])) for i in range(d.ncon)}
+        contacts[s] = any((g, bar) in pairs or (bar, g) in pairs for g in disk)
+        gid = np.zeros(1, dtype=np.int32)
+        start = np.array([0.5, 0.05 * s, d.geom_xpos[bar][2]])
+        dist = mujoco.mj_ray(m, d, start, np.array([-1.0, 0.0, 0.0]), None, 1, u.robot.base_body_id
+                             if hasattr(u.robot, "base_body_id") else -1, gid)
+        if gid[0] != bar:  # the disk is in the way: look past it
+            dist = mujoco.mj_ray(m, d, start, np.array([-1.0, 0.0, 0.0]), None, 1, int(m.geom_bodyid[disk[0]]), gid)
+        assert gid[0] == bar
+        length[s] = 2 * (start[0] - dist)  # the bar is centred on the block's origin
+    assert contacts == {0.8: False, 1.0: False, 1.25: True}
+    for s, l in length.items():
+        assert abs(l - 0.2 * s) < 1e-9, (s, l)
+
+
+def _object_dofs(u) -> list:
+    m = u.model
+    return [i for i in range(m.nv) if int(m.dof_bodyid[i]) in set(u._size_bodies().tolist())]
+
+
+@pytest.mark.parametrize("env_id", SIZE_ENVS)
+@pytest.mark.parametrize("s", RANDOMIZE_KEYS["size"][1])  # the ends of the allowed range
+def test_size_physics_stays_stable_at_the_allowed_extremes(make, env_id, s):
+    env = make(env_id, randomize={"size": (s, s)})
+    u = env.unwrapped
+    _, info = env.reset(seed=1)
+    assert info["randomization"] == {"size": s}
+    table = lowest(u)
+    dofs = _object_dofs(u)
+    if env_id == "D2F-PickPlace-v0":  # the scripted picker: approach, descend onto the loaf, grasp
+        from d2f_envs.scripted_pick_place import FlowFollowingPicker
+
+        policy = FlowFollowingPicker(env)
+        policy.reset()
+    elif env_id == PUSH_T:  # drive the pusher into the block
+        def policy():
+            d = u._points.mean(axis=0)[:2] - u.robot.tcp_pos(u.data)[:2]
+            return np.clip(d / 0.03, -1, 1).astype(np.float32)
+    else:  # the brush through the pieces
+        acts = iter(actions(env, 30, seed=1))
+        policy = lambda: next(acts)  # noqa: E731
+    speed, low, moved = 0.0, np.inf, 0.0
+    start = u.data.qpos.copy()
+    for _ in range(30):
+        _, _, _, truncated, info = env.step(policy())
+        assert not truncated and "diverged" not in info
+        speed = max(speed, float(np.abs(u.data.qvel[dofs]).max()))
+        low = min(low, lowest(u))
+        moved = max(moved, float(np.abs(u.data.qpos - start).max()))
+    assert np.isfinite(u.data.qpos).all() and moved > 1e-3  # something did happen
+    assert speed < 5.0, speed  # m/s or rad/s: no object thrown around
+    assert low > table - 2e-3, (low, table)  # nothing sinks through the table
+
+
+@pytest.mark.parametrize("env_id", sorted(SIZE_REFUSED))
+def test_size_is_refused_where_the_object_cannot_be_resized(env_id):
+    with pytest.raises(ValueError, match=rf"randomize\['size'\] is not supported by {env_id}: .*{SIZE_REFUSED[env_id]}"):
+        gym.make(env_id, randomize={"size": (0.9, 1.1)})
 
 
 def test_defaults_and_empty_randomize_are_untouched(make):
@@ -159,7 +313,8 @@ def test_defaults_and_empty_randomize_are_untouched(make):
 
 @pytest.mark.parametrize("randomize,error,match", [
     ({"fricton": (0.9, 1.1)}, ValueError, "did you mean 'friction'"),
-    ({"size": (0.9, 1.1)}, ValueError, "'size' is not supported"),
+    ({"size": (0.4, 1.1)}, ValueError, r"size.*outside the allowed \[0.5, 1.5\]"),
+    ({"size": (0.0, 1.1)}, ValueError, "size.*outside the allowed"),
     ({"mass": 1.2}, TypeError, "mass.*pair"),
     ({"mass": (0.8, 1.2, 1.5)}, TypeError, "mass.*pair"),
     ({"mass": "0.8-1.2"}, TypeError, "mass.*pair"),

@@ -140,6 +140,14 @@ class ArticulatedEnv(FlowEnv):
     def _make_binding(self) -> RigidBinding:
         return RigidBinding(self.link_body)
 
+    def _size_bodies(self) -> np.ndarray:
+        # the link is fitted to its cabinet (it does not collide with the carcass: its joint and range
+        # keep it in place): a scaled link would stick through the carcass's walls, and scaling the whole
+        # cabinet would move the joint and change the travel the flow records
+        raise ValueError(
+            f"randomize['size'] is not supported by {self.env_id}: the {self.link_body} is fitted to its cabinet and "
+            f"joint; scaling it alone would push it through the carcass, scaling the cabinet would move the joint")
+
     def _set_nominal_state(self) -> None:
         # the flows start with the cabinet where the scene puts it and the link closed (qpos0);
         # mj_resetData restores both (mocap pose = the body's model pose)

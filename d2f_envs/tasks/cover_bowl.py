@@ -410,6 +410,12 @@ class CoverBowlEnv(FlowEnv):
     def _make_binding(self) -> FlexBinding:
         return FlexBinding(CLOTH_NAME)
 
+    def _size_bodies(self) -> np.ndarray:
+        raise ValueError(
+            f"randomize['size'] is not supported by {self.env_id}: the cloth is a MuJoCo flex, whose rest shape "
+            "(vertex positions, edge lengths, elasticity) is compiled from the flexcomp and cannot be resized at "
+            "run time; build the scene with another flexcomp spacing instead")
+
     def _set_nominal_state(self) -> None:
         # the flow starts with the cloth flat at its rest position (qpos0 = 0 displacement), no pinch;
         # mj_resetData restores both

@@ -61,21 +61,23 @@ def _segment_gaps(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray
     return np.where(crossing, 0.0, gap)
 
 
-def _axis_ends(poses: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The ends of the pieces' axis segments in the plane, for poses (..., 3) rows x, y, yaw."""
+def _axis_ends(poses: np.ndarray, scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+    """The ends of the pieces' axis segments in the plane, for poses (..., 3) rows x, y, yaw
+    (pieces ``scale`` times the nominal size)."""
     poses = np.asarray(poses, dtype=np.float64)
-    h = PIECE_HALF_LENGTH * np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], axis=-1)
+    h = PIECE_HALF_LENGTH * scale * np.stack([np.cos(poses[..., 2]), np.sin(poses[..., 2])], axis=-1)
     return poses[..., :2] - h, poses[..., :2] + h
 
 
-def pieces_clear(poses: np.ndarray, i: int, others) -> bool:
-    """Whether piece ``i`` (pose rows x, y, yaw) keeps ``PLACEMENT_GAP`` from the pieces ``others``."""
+def pieces_clear(poses: np.ndarray, i: int, others, scale: float = 1.0) -> bool:
+    """Whether piece ``i`` (pose rows x, y, yaw) keeps ``PLACEMENT_GAP`` from the pieces ``others``
+    (all pieces ``scale`` times the nominal size: ``randomize["size"]``)."""
     others = np.asarray([j for j in others if j != i], dtype=np.intp)
     if others.size == 0:
         return True
-    a0, a1 = _axis_ends(poses[i])
-    b0, b1 = _axis_ends(poses[others])
-    return bool((_segment_gaps(a0, a1, b0, b1) >= 2 * PIECE_RADIUS + PLACEMENT_GAP).all())
+    a0, a1 = _axis_ends(poses[i], scale)
+    b0, b1 = _axis_ends(poses[others], scale)
+    return bool((_segment_gaps(a0, a1, b0, b1) >= 2 * PIECE_RADIUS * scale + PLACEMENT_GAP).all())
 
 
 def scatter_pieces(rng: np.random.Generator, n: int = NUM_PIECES, patch=PATCH, jitter: float = 0.006,
@@ -322,7 +324,13 @@ class SweepPastaEnv(FlowEnv):
     def reset_model(self) -> None:
         s = self.reset_noise_scale
         rng = self.np_random
+        size = float(self.randomization.get("size", 1.0))  # this episode's randomize["size"] (drawn first)
         poses = NOMINAL_POSES.copy()
+        if size > 1.0:
+            # larger pieces would overlap in the nominal layout (its closest pieces are 2 mm apart): the
+            # layout is spread about its centre by the same factor, which scales every gap by it too
+            c = poses[:, :2].mean(axis=0)
+            poses[:, :2] = c + (poses[:, :2] - c) * size
         if s > 0:
             # move the pieces one by one; a move that would make a piece touch another is redrawn
             # (after 20 tries the piece stays where it is): pieces never start interpenetrating
@@ -331,7 +339,7 @@ class SweepPastaEnv(FlowEnv):
                 for _ in range(20):
                     poses[i, :2] = nominal[:2] + rng.uniform(-1, 1, size=2) * self.piece_xy_noise * s
                     poses[i, 2] = nominal[2] + rng.uniform(-1, 1) * self.piece_yaw_noise * s
-                    if pieces_clear(poses, i, range(NUM_PIECES)):
+                    if pieces_clear(poses, i, range(NUM_PIECES), size):
                         break
                 else:
                     poses[i] = nominal
