@@ -529,23 +529,32 @@ class FlowEnv(gym.Env):
         if not math.isfinite(action.dot(action)):
             # a NaN action would poison the simulation state; treat it as "no motion"
             action = np.nan_to_num(action, nan=0.0, posinf=1.0, neginf=-1.0)
-        if self._action_queue is None:
-            self.controller.apply(m, d, action)
-        else:  # randomised action latency: this step applies the action of k steps ago
-            self._action_queue.append(action)
-            self.controller.apply(m, d, self._action_queue.popleft())
+        self.controller.apply(m, d, self._delayed_action(action))
         mujoco.mj_step(m, d, nstep=self.n_substeps)
         reason = self._check_divergence()
         if reason:
             return self._diverged_step(action, reason)
-        self._points = self.binding.points(d)
+        obs, reward, info = self._finish_step(action)
+        return obs, reward, False, False, info
+
+    # (the two halves of step() around the physics, also run by d2f_envs.vector's batched physics)
+    def _delayed_action(self, action: np.ndarray) -> np.ndarray:
+        """The action that reaches the controller this step: ``action``, or with randomised action
+        latency the one of k steps ago (``action`` joins the queue)."""
+        if self._action_queue is None:
+            return action
+        self._action_queue.append(action)
+        return self._action_queue.popleft()
+
+    def _finish_step(self, action: np.ndarray) -> Tuple[np.ndarray, float, Dict[str, Any]]:
+        """After a healthy physics step: bound points, reward and info, tracker, observation."""
+        self._points = self.binding.points(self.data)
         reward, info = self._get_rew(action)
         if self._tracker is not None:
             self._track(first=False)
             if self.real_obs["privileged_info"]:
                 info["privileged_obs"] = self.state_obs()
-        obs = self._get_obs()
-        return obs, reward, False, False, info
+        return self._get_obs(), reward, info
 
     def _check_divergence(self) -> Optional[str]:
         n = self._divergence_count()

@@ -33,9 +33,13 @@ its own methods on each sub-env (still with batched physics), never an approxima
 the batched reward is also checked against a copy of the env's reward object at
 construction, and the first batched observation against ``FlowEnv._get_obs``.
 
-The batch runs sub-env 0's compiled model for all: the tasks randomise through state
-(qpos, mocap), never by editing the model; a task that edited its model at reset
-would need ``Batch.set_models``. Differences from N single envs: none in results;
+The batch runs sub-env 0's compiled model for all: the tasks randomise their start through
+state (qpos, mocap). With domain randomisation (``randomize={...}``) each sub-env's reset
+edits its own model (d2f_envs.sim2real.DomainRandomizer), so each simulation then runs on
+its sub-env's model (``Batch.set_models``, set again after every reset); action latency
+goes through the sub-env's own action queue. With ``obs_mode="real"`` the observation is
+the sub-env's own (its tracker measures after every step); the physics stays batched.
+Differences from N single envs: none in results;
 a MuJoCo error (``mju_error``) inside one simulation, which would raise from a single
 env's ``mj_step``, truncates that sub-env with ``truncation_reason`` instead.
 """
@@ -159,7 +163,8 @@ class BatchedFlowVectorEnv(VectorEnv):
         self.vectorized = bool(vectorize) and (
             cls._get_obs is FlowEnv._get_obs and cls._get_rew is FlowEnv._get_rew
             and cls._make_obs_layout is FlowEnv._make_obs_layout and type(rf) is FlowTrackingReward
-            and not rf.scales.reach)  # the optional reach term is not in the batched kernel: each env's own reward
+            and not rf.scales.reach  # the optional reach term is not in the batched kernel: each env's own reward
+            and e0._tracker is None)  # obs_mode="real": the tracker's observation is each env's own
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
 
         # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
@@ -176,6 +181,11 @@ class BatchedFlowVectorEnv(VectorEnv):
         self._groups = [_SimGroup(self.model, range(lo, hi), nthread, want_poses=self.rigid_points or self.vectorized)
                         for lo, hi in zip(bounds[:-1], bounds[1:])]
         self._group_of = np.repeat(np.arange(groups), np.diff(bounds)).tolist()
+        # domain randomisation edits each sub-env's own model at its reset: each simulation runs on it
+        self.randomized = e0._randomizer is not None
+        if self.randomized:
+            for g in self._groups:
+                g.batch.set_models([e.model for e in self.envs[g.lo:g.hi]])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-physics") if self.pipelined else None
         if self.rigid_points:
             self._body = e0.binding._id
@@ -223,6 +233,9 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     def _after_reset(self, k: int) -> None:
         """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
+        if self.randomized:  # its reset edited its model: the batch reads models again after an edit
+            g = self._groups[self._group_of[k]]
+            g.batch.set_models([e.model for e in self.envs[g.lo:g.hi]])
         self._load_row(k)
         self._elapsed[k] = 0
         if self.vectorized:
@@ -338,11 +351,8 @@ class BatchedFlowVectorEnv(VectorEnv):
                 if prof:
                     t0 = time.perf_counter()  # _per_env_part accounts its own phases
             else:
-                for k in h:
-                    env = envs[k]
-                    env._points = env.binding.points(env.data)
-                    rewards[k], info = env._get_rew(acts[k])
-                    self._obs[k] = env._get_obs()
+                for k in h:  # FlowEnv.step after its physics: points, reward, tracker, observation
+                    self._obs[k], rewards[k], info = envs[k]._finish_step(acts[k])
                     extra_infos.append((k, info))
                 if prof:
                     t0 = self._tick("reward_obs_per_env", t0)
@@ -458,7 +468,7 @@ class BatchedFlowVectorEnv(VectorEnv):
                 a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
             acts[k] = a
             env = envs[k]
-            env.controller.apply(env.model, env.data, a)
+            env.controller.apply(env.model, env.data, env._delayed_action(a))  # (randomised action latency)
             ctrl[k - g.lo] = env.data.ctrl
 
     def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:

@@ -27,6 +27,10 @@ def assert_infos_equal(a: dict, b: dict, where: str) -> None:
     assert set(a) == set(b), f"{where}: info keys differ: {sorted(set(a) ^ set(b))}"
     for key in a:
         x, y = a[key], b[key]
+        if isinstance(x, dict):  # a nested info dict (e.g. "randomization"): batched per key alike
+            assert isinstance(y, dict), f"{where}: info[{key!r}] is a dict in one env only"
+            assert_infos_equal(x, y, f"{where}: info[{key!r}]")
+            continue
         assert x.dtype == y.dtype, f"{where}: info[{key!r}] dtype {x.dtype} != {y.dtype}"
         if x.dtype == object:
             assert list(x) == list(y), f"{where}: info[{key!r}] {x} != {y}"
@@ -34,9 +38,9 @@ def assert_infos_equal(a: dict, b: dict, where: str) -> None:
             assert np.array_equal(x, y, equal_nan=True), f"{where}: info[{key!r}] {x} != {y}"
 
 
-def assert_same_run(ref, bat, steps: int, seed: int, action_seed: int = 0, before_step=None) -> list:
-    """Reset both with ``seed`` and step both with the same random actions; every output must be equal.
-    Returns the batched env's (terminated, truncated, infos) per step."""
+def assert_same_run(ref, bat, steps: int, seed: int, action_seed: int = 0, before_step=None, policy=None) -> list:
+    """Reset both with ``seed`` and step both with the same actions (random, or ``policy()``'s); every
+    output must be equal. Returns the batched env's (terminated, truncated, infos) per step."""
     r, b = ref.reset(seed=seed), bat.reset(seed=seed)
     assert np.array_equal(r[0], b[0]), "reset observations differ"
     assert_infos_equal(r[1], b[1], "reset")
@@ -45,7 +49,7 @@ def assert_same_run(ref, bat, steps: int, seed: int, action_seed: int = 0, befor
     for t in range(steps):
         if before_step is not None:
             before_step(t)
-        a = rng.uniform(-1, 1, size=ref.action_space.shape).astype(np.float32)
+        a = rng.uniform(-1, 1, size=ref.action_space.shape).astype(np.float32) if policy is None else policy()
         r, b = ref.step(a), bat.step(a)
         where = f"step {t}"
         obs_diff = np.argwhere(r[0] != b[0])[:4].tolist()
@@ -84,6 +88,37 @@ def test_per_env_reference_path_is_identical_too():
     bat = BatchedFlowVectorEnv(PUSHT, 2, max_episode_steps=8, vectorize=False)
     assert not bat.vectorized
     assert_same_run(reference(PUSHT, 2, 8), bat, 18, seed=4)
+
+
+def test_domain_randomization_and_real_obs_are_identical_too():
+    """randomize={...} edits each sub-env's own model at its reset (each simulation runs on it), action
+    latency goes through each sub-env's queue, obs_mode="real" reports each sub-env's own tracker."""
+    kwargs = {"obs_mode": "real", "randomize": {"size": (0.7, 1.3), "mass": (0.5, 2.0), "friction": (0.5, 1.5),
+                                                "action_latency": (0, 2)}}
+    n = 3
+    ref = reference(PUSHT, n, 10, **kwargs)
+    bat = BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=10, **kwargs)
+    assert bat.randomized and not bat.vectorized  # the tracker's observation is each env's own
+
+    def push():  # each pusher into its own block (so sizes and masses matter), as the reference sees it
+        out = []
+        for e in ref.envs:
+            u = e.unwrapped
+            d = u._tracked_points().mean(axis=0)[:2] - u.robot.tcp_pos(u.data)[:2]
+            out.append(np.clip(d / 0.03, -1, 1))
+        return np.array(out, dtype=np.float32)
+
+    block_speed = []  # the blocks' joint speeds seen before each step: were they pushed?
+    runs = assert_same_run(ref, bat, 24, seed=21, policy=push,
+                           before_step=lambda t: block_speed.append(max(abs(e.unwrapped.data.qvel[:3]).max() for e in ref.envs)))
+    sizes = {float(e.randomization["size"]) for e in bat.envs}
+    assert len(sizes) == n  # different objects in the sub-envs, each simulated on its own model
+    for k, env in enumerate(bat.envs):
+        batch, row = bat.simulation(k)
+        assert batch.models[row] is env.model
+    assert sum(int(tr.sum()) for _, tr, _ in runs) >= n  # autoresets (new draws) were part of the run
+    assert max(block_speed) > 0.01  # contact with blocks of different sizes and masses was part of the run
+    bat.close()
 
 
 class _ObsOverridePushT(PushTEnv):
