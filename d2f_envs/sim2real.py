@@ -346,7 +346,12 @@ class PointTracker:
 
     1. visibility: a point is lost when a ray from the camera to it hits another geom more
        than ``occlusion_margin`` in front of it (the tracked rigid body itself never
-       occludes: a tracker follows an object's own faces), or at random with ``dropout``;
+       occludes: a tracker follows an object's own faces), or any flex (a cloth, its own
+       included) more than :attr:`flex_surface_tol` in front of it, or at random with
+       ``dropout``. Flexes are tested with ``mj_rayFlex`` against their triangles (the
+       sheet itself, not inflated by the collision radius), since ``mj_ray`` passes
+       through them: a folded cloth's lower layer is hidden by the layer above it, the
+       top layer stays visible;
     2. a visible point is measured with i.i.d. Gaussian noise (``noise_std`` per coordinate),
        then moved by the episode's camera extrinsics error (a rigid transform about the
        camera's position: the tracker maps camera to world with the nominal calibration);
@@ -358,6 +363,13 @@ class PointTracker:
     visibility from then on.
     """
 
+    #: m: a flex hit this close in front of a point is the point's own surface. The tracked points of
+    #: a cloth lie on its triangles (FlexBinding; the shipped flow's are within 1e-8 m), so the ray
+    #: meets their own triangle at the point; 2 mm absorbs the rays that graze the neighbouring,
+    #: slightly bent triangles first. Much smaller than ``occlusion_margin`` (which is for other
+    #: bodies' geoms near the object): a cloth folded flat has its layers a few mm apart
+    flex_surface_tol = 0.002
+
     def __init__(self, model: mujoco.MjModel, cfg: Dict[str, Any], exclude_body: int = -1):
         self.cfg = cfg
         cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cfg["camera"])
@@ -366,6 +378,12 @@ class PointTracker:
             raise ValueError(f"real_obs['camera']: no camera {cfg['camera']!r} in the model; cameras: {names}")
         self.camera_id = cam
         self.exclude_body = int(exclude_body)
+        # mj_ray (mj_multiRay) does not hit flexes: each cloth (dim 2) or volume (dim 3) is ray cast on its
+        # own, against its faces only (mj_rayFlex's vertex spheres and edge capsules are the collision
+        # radius, mm thicker than the sheet a camera sees). Cables (dim 1) have no faces and are not
+        # tested (no task has one)
+        self._flexes = [f for f in range(model.nflex) if model.flex_dim[f] >= 2]
+        self._vertid = np.zeros(1, dtype=np.int32)
         self.noise_std = cfg["noise_std"]
         self.dropout = cfg["dropout"]
         self.latency = cfg["latency"]
@@ -392,6 +410,14 @@ class PointTracker:
         dirs = (v / length[:, None]).ravel()
         mujoco.mj_multiRay(model, data, c, dirs, None, 1, self.exclude_body, self._geomid, self._dist, None, n, -1)
         hit = (self._dist >= 0) & (self._dist < length - self.cfg["occlusion_margin"])
+        if self._flexes:
+            rows = dirs.reshape(n, 3)
+            for i in np.flatnonzero(~hit).tolist():
+                for f in self._flexes:
+                    dist = mujoco.mj_rayFlex(model, data, 0, False, False, True, False, f, c, rows[i], self._vertid)
+                    if 0 <= dist < length[i] - self.flex_surface_tol:
+                        hit[i] = True
+                        break
         return ~hit
 
     def _measure(self, model, data, points: np.ndarray, rng: np.random.Generator, first: bool):

@@ -241,6 +241,47 @@ def test_occlusion_ray_cast(make):
     assert off._tracker._measure(off.model, off.data, np.array([behind_disk]), off.np_random, False)[1][0] == 1.0
 
 
+@pytest.mark.parametrize("camera", ["overview", "top"])
+def test_folded_cloth_hides_its_lower_layer(make, camera):
+    # mj_ray passes through flexes: the tracker ray casts the cloth's triangles itself (mj_rayFlex), so a
+    # cloth hides its own points. Fold the flat 9 x 9 cloth in half: columns x >= 5 turned over onto
+    # columns x <= 3, 8 mm above them (two layers touching at the flex's collision radius, 4 mm)
+    from d2f_envs.tasks.cover_bowl import CLOTH_COUNT
+
+    u = make("D2F-CoverBowl-v0", obs_mode="real", real_obs={"camera": camera, "dropout": 0.0},
+             reset_noise_scale=0.0).unwrapped
+    u.reset(seed=0)
+    m, d, tr = u.model, u.data, u._tracker
+    flat = u.cloth_vertices().copy()
+    assert tr.visible(m, d, flat).all()  # a flat cloth hides nothing of itself
+    ix, iy = np.divmod(np.arange(CLOTH_COUNT ** 2), CLOTH_COUNT)  # vertex k: grid cell (x index, y index)
+    folded = flat.copy()
+    top = ix >= 5
+    folded[top, 0] = 2 * flat[ix == 4, 0].mean() - flat[top, 0]
+    folded[top, 2] += 0.008
+    u.set_cloth_vertices(folded)
+    mujoco.mj_forward(m, d)
+    pts = u.cloth_vertices().copy()
+    vis = tr.visible(m, d, pts)
+    assert vis[top].all()  # the top layer and the fold line stay visible
+    assert vis[ix == 4].all()
+    # the lower layer is hidden where the top layer covers it; the oblique overview camera (from -y)
+    # still sees under the near edge (y index 0), the top camera does not
+    under = (ix <= 3) & (iy >= (1 if camera == "overview" else 0))
+    assert not vis[under].any()
+    if camera == "overview":
+        assert vis[(ix <= 3) & (iy == 0)].all()
+    # what the observation reports: the same flags (no dropout), and nothing hidden with occlusion off
+    flags = tr._measure(m, d, pts, u.np_random, first=True)[1]
+    np.testing.assert_array_equal(flags, vis.astype(float))
+    off = make("D2F-CoverBowl-v0", obs_mode="real", real_obs={"camera": camera, "occlusion": False, "dropout": 0.0},
+               reset_noise_scale=0.0).unwrapped
+    off.reset(seed=0)
+    off.set_cloth_vertices(folded)
+    mujoco.mj_forward(off.model, off.data)
+    assert off._tracker._measure(off.model, off.data, pts, off.np_random, first=True)[1].all()
+
+
 def test_default_tracker_rates_and_cost(make):
     # defaults: ~2% random dropout plus occlusion; the ray cast is one batched call
     env = make(PUSH_T, obs_mode="real")
