@@ -102,8 +102,10 @@ class FlowEnv(gym.Env):
     Occlusion: one batched ray cast (``mj_multiRay``) from the camera to the
     points; a point is lost when a visible geom is hit more than
     ``occlusion_margin`` in front of it (a rigid object's own body is
-    excluded; MuJoCo's ray cast passes through flex cloth, so a cloth's folds
-    never hide its own points: the bowl, the robot and the table do). The time alignment (``phase``, subgoal) is the reward's rule
+    excluded). MuJoCo's geom ray cast passes through flexes, so a cloth is ray
+    cast on its own (``mj_rayFlex``, its triangles): a point with any part of
+    the cloth more than 2 mm in front of it is lost, so a fold hides the layer
+    under it while the top layer stays visible. The time alignment (``phase``, subgoal) is the reward's rule
     (:meth:`FlowTrackingReward.measure`) run on the reported points, so no
     entry is computed from the true object state; the reward (and ``info``)
     still uses the true points. No object velocities or contact forces.
@@ -123,8 +125,18 @@ class FlowEnv(gym.Env):
     (whole control steps an action waits before reaching the controller; the
     queue starts with zero actions), ``camera_translation`` /
     ``camera_rotation`` (per-axis offsets in m / rad of the tracker's camera
-    extrinsics, ``obs_mode="real"`` only). Object size is not randomised (the
-    tracked points are bound to the nominal geometry).
+    extrinsics, ``obs_mode="real"`` only), ``size`` (factor on the tracked
+    object's linear dimensions, in [0.5, 1.5]: its primitive geoms' sizes and
+    positions, sites and centre of mass about the body origin, mass x s^3 and
+    inertia x s^5, then ``mass`` on top; the object is lifted by (s - 1) x its
+    rest height so it still rests on the table; MuJoCo's derived constants
+    (collision bounds, inverse weights) follow). The flow's bound points stay
+    body-fixed markers: a real object larger or smaller than the video's still
+    follows the same motion, and the tasks' success tests keep their nominal
+    geometry (Push-T's coverage compares the nominal T at the block's pose).
+    Only tasks whose object is rigid bodies of primitive geoms accept ``size``
+    (Push-T, pick-and-place, pasta); the cloth (a flex) and the drawer and door
+    (fitted to their cabinets) refuse it, saying why.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}

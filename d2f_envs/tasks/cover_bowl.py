@@ -255,7 +255,9 @@ class CoverBowlEnv(FlowEnv):
     ``object_points``; every point entry comes from the camera tracker model
     (noise, dropouts, occlusion, latency: see :class:`~d2f_envs.base.FlowEnv`)
     and ``phase``/``subgoal_delta`` from the flow's time alignment of the
-    reported points. ``proprio`` is the robot's own measurement.
+    reported points. ``proprio`` is the robot's own measurement. Occlusion
+    includes the cloth's own folds: a point is lost behind another part of the
+    cloth (its triangles are ray cast, ``mj_rayFlex``), the bowl or the robot.
 
     ## Rewards
     :class:`~d2f_envs.reward.FlowTrackingReward`, the sum of the terms in
@@ -316,7 +318,8 @@ class CoverBowlEnv(FlowEnv):
     randomize          None         per-episode domain randomisation ``{key: (low,
                                     high)}``: friction, mass, damping, kp (factors),
                                     action_latency (steps), camera_translation (m),
-                                    camera_rotation (rad); see ``d2f_envs.sim2real``
+                                    camera_rotation (rad); see ``d2f_envs.sim2real``.
+                                    Not size: a flex cannot be resized at run time
     ================== ============ ====================================================
     """
 

@@ -123,7 +123,8 @@ class OpenDoorEnv(ArticulatedEnv):
     randomize          None         per-episode domain randomisation ``{key: (low,
                                     high)}``: friction, mass, damping, kp (factors),
                                     action_latency (steps), camera_translation (m),
-                                    camera_rotation (rad); see ``d2f_envs.sim2real``
+                                    camera_rotation (rad); see ``d2f_envs.sim2real``.
+                                    Not size: the door is fitted to its cabinet
     ================== ============ ====================================================
     """
 

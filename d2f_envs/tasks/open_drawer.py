@@ -117,7 +117,8 @@ class OpenDrawerEnv(ArticulatedEnv):
     randomize          None         per-episode domain randomisation ``{key: (low,
                                     high)}``: friction, mass, damping, kp (factors),
                                     action_latency (steps), camera_translation (m),
-                                    camera_rotation (rad); see ``d2f_envs.sim2real``
+                                    camera_rotation (rad); see ``d2f_envs.sim2real``.
+                                    Not size: the drawer is fitted to its cabinet
     ================== ============ ====================================================
     """
 

@@ -130,7 +130,8 @@ class PushTEnv(FlowEnv):
                                     (noise_std 0.003 m, dropout 0.02, occlusion True,
                                     latency 2 steps, camera "overview"); obs_mode="real"
     randomize          None         per-episode domain randomisation ``{key: (low,
-                                    high)}``: friction, mass, damping, kp (factors),
+                                    high)}``: friction, mass, damping, kp, size
+                                    (factors; size: the T-block, resting on the table),
                                     action_latency (steps), camera_translation (m),
                                     camera_rotation (rad); see ``d2f_envs.sim2real``
     ================== ============ ====================================================

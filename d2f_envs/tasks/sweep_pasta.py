@@ -257,9 +257,11 @@ class SweepPastaEnv(FlowEnv):
                                     (noise_std 0.003 m, dropout 0.02, occlusion True,
                                     latency 2 steps, camera "overview"); obs_mode="real"
     randomize          None         per-episode domain randomisation ``{key: (low,
-                                    high)}``: friction, mass, damping, kp (factors),
-                                    action_latency (steps), camera_translation (m),
-                                    camera_rotation (rad); see ``d2f_envs.sim2real``
+                                    high)}``: friction, mass, damping, kp, size
+                                    (factors; size: every piece, and above 1 the start
+                                    layout spreads by the same factor, keeping its
+                                    gaps), action_latency (steps), camera_translation
+                                    (m), camera_rotation (rad); see ``d2f_envs.sim2real``
     ================== ============ ====================================================
     """
 
