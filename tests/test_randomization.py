@@ -95,6 +95,12 @@ def test_values_in_range_resampled_and_applied_to_nominal(make, env_id):
         np.testing.assert_allclose(m.actuator_gainprm[:, 0], nominal.actuator_gainprm[:, 0] * v["kp"])
         np.testing.assert_allclose(m.actuator_biasprm[:, 1], nominal.actuator_biasprm[:, 1] * v["kp"])
         np.testing.assert_array_equal(m.actuator_biasprm[:, 2], nominal.actuator_biasprm[:, 2])  # kv kept
+        # the constants derived from the masses (constraint softness, subtree masses) are MuJoCo's own
+        ref = copy.copy(m)
+        mujoco.mj_setConst(ref, mujoco.MjData(ref))
+        for name in ("body_subtreemass", "body_invweight0", "dof_invweight0", "dof_M0"):
+            np.testing.assert_allclose(getattr(m, name), getattr(ref, name), rtol=1e-12, atol=1e-15, err_msg=name)
+        assert not np.array_equal(m.body_invweight0[obj], nominal.body_invweight0[obj])
         seen.append(v)
     for key in ("friction", "mass", "damping", "kp"):
         assert len({s[key] for s in seen}) == len(seen), key  # a new draw each episode
