@@ -1,9 +1,10 @@
-"""Does domain randomisation help under perturbed dynamics? PPO on Push-T (pusher), real observations.
+"""Does domain randomisation help under perturbed dynamics? PPO with real observations.
 
-    python benchmarks/randomization_transfer.py                      # 150k steps per policy
+    python benchmarks/randomization_transfer.py                      # Push-T (pusher), 150k steps per policy
     python benchmarks/randomization_transfer.py --steps 1000000 --episodes 50
+    python benchmarks/randomization_transfer.py --env D2F-OpenDoor-v0 --robot panda_gripper --steps 300000 --episodes 50
 
-Trains two PPO policies with ``d2f_rl/hyperparams/ppo_real.yml``'s D2F-PushT-v0 settings and
+Trains two PPO policies with ``d2f_rl/hyperparams/ppo_real.yml``'s settings for ``--env`` and
 ``obs_mode="real"`` (the tracker model: noise, dropout, occlusion, latency), the same seed and
 budget: ``plain`` (nominal physics) and ``randomized`` (that YAML's ``randomize`` ranges). Each is
 evaluated (deterministic actions, frozen observation normalisation, seeds 1000..) on the nominal
@@ -25,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_ID = "D2F-PushT-v0"
 CONF = REPO / "d2f_rl" / "hyperparams" / "ppo_real.yml"
 #: the test-time dynamics: heavier, more slippery-or-sticky block, softer servos, one step of
 #: action latency and a 1 cm / 1.1 degree camera calibration error
@@ -35,22 +35,22 @@ PERTURBED = {
 }
 
 
-def make_vec(env_kwargs, n_envs, seed):
+def make_vec(env_id, env_kwargs, n_envs, seed):
     import d2f_envs  # noqa: F401
     from stable_baselines3.common.env_util import make_vec_env
 
     from d2f_rl.wrappers import Float32Observation
 
-    return make_vec_env(ENV_ID, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=Float32Observation)
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=Float32Observation)
 
 
-def evaluate(model, obs_rms, env_kwargs, episodes, seed0):
+def evaluate(env_id, model, obs_rms, env_kwargs, episodes, seed0):
     """Success rate, mean final error (m) and mean return over ``episodes`` seeded episodes."""
     import gymnasium as gym
 
     import d2f_envs  # noqa: F401
 
-    env = gym.make(ENV_ID, **env_kwargs)
+    env = gym.make(env_id, **env_kwargs)
     succ, err, ret = [], [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed0 + ep)
@@ -70,13 +70,21 @@ def evaluate(model, obs_rms, env_kwargs, episodes, seed0):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--env", default="D2F-PushT-v0", help="an env id with an entry in ppo_real.yml")
+    ap.add_argument("--robot", default=None, help="robot kwarg (default: the env's default robot)")
     ap.add_argument("--steps", type=int, default=150_000)
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-envs", type=int, default=None, help="override the YAML's n_envs")
     ap.add_argument("--no-ablation", action="store_true", help="skip the one-perturbation-at-a-time evaluations")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "randomization_transfer.json"))
+    ap.add_argument("--out", default=None,
+                    help="default: benchmarks/results/randomization_transfer.json (Push-T), "
+                         "randomization_transfer_<task>_<robot>.json otherwise")
     args = ap.parse_args(argv)
+    if args.out is None:
+        name = "randomization_transfer" if args.env == "D2F-PushT-v0" and args.robot is None else \
+            f"randomization_transfer_{args.env.split('-')[1]}_{args.robot or 'default'}"
+        args.out = str(REPO / "benchmarks" / "results" / f"{name}.json")
 
     import torch
     from stable_baselines3 import PPO
@@ -85,8 +93,12 @@ def main(argv=None) -> None:
     from d2f_rl.utils import read_hyperparams
 
     torch.set_num_threads(1)
-    hp = read_hyperparams("ppo", ENV_ID, CONF, quiet=True)
+    hp = read_hyperparams("ppo", args.env, CONF, quiet=True)
+    if "randomize" not in (hp.get("env_kwargs") or {}):
+        sys.exit(f"{CONF}: no entry for {args.env} with env_kwargs.randomize (the training ranges)")
     real_kwargs = dict(hp["env_kwargs"])
+    if args.robot:
+        real_kwargs["robot"] = args.robot
     train_randomize = real_kwargs.pop("randomize")
     n_envs = args.n_envs or int(hp["n_envs"])
     ppo_kwargs = {k: v for k, v in hp.items() if k not in ("env_kwargs", "n_timesteps", "n_envs", "normalize", "env_wrapper", "policy", "policy_kwargs")}
@@ -99,13 +111,13 @@ def main(argv=None) -> None:
         evals.update({f"perturbed: {k} only": {**real_kwargs, "randomize": {k: v}} for k, v in PERTURBED.items()})
     rows = []
     for name, kw in conditions.items():
-        venv = VecNormalize(make_vec(kw, n_envs, args.seed), norm_obs=True, norm_reward=True, gamma=gamma)
+        venv = VecNormalize(make_vec(args.env, kw, n_envs, args.seed), norm_obs=True, norm_reward=True, gamma=gamma)
         model = PPO(hp["policy"], venv, seed=args.seed, verbose=0, device="cpu", **ppo_kwargs)
         t0 = time.perf_counter()
         model.learn(total_timesteps=args.steps)
         wall = time.perf_counter() - t0
         for ev_name, ev_kw in evals.items():
-            res = evaluate(model, venv.obs_rms, ev_kw, args.episodes, seed0=1000)
+            res = evaluate(args.env, model, venv.obs_rms, ev_kw, args.episodes, seed0=1000)
             rows.append({"trained": name, "evaluated": ev_name, "env_steps": args.steps, "train_wall_s": wall,
                          "episodes": args.episodes, **res})
             print(rows[-1], flush=True)
@@ -114,8 +126,8 @@ def main(argv=None) -> None:
     md = [
         f"Machine: {machine()}.",
         "",
-        f"Push-T (pusher), PPO (ppo_real.yml settings, n_envs {n_envs}), obs_mode=\"real\", seed {args.seed}. "
-        f"`python benchmarks/randomization_transfer.py --steps {args.steps} --episodes {args.episodes}`",
+        f"{args.env} ({real_kwargs.get('robot', 'default robot')}), PPO (ppo_real.yml settings, n_envs {n_envs}), "
+        f"obs_mode=\"real\", seed {args.seed}. `python {' '.join(['benchmarks/randomization_transfer.py'] + (argv if argv is not None else sys.argv[1:]))}`",
         f"Perturbed: {PERTURBED}",
         "",
         "| trained | evaluated | env steps | train wall | success | mean final error | mean return |",
