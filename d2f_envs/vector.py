@@ -91,9 +91,27 @@ class _SimGroup:
         self.state_views = [(name, self.batch.bind(name)) for name, bit in _STATE_FIELDS
                             if mujoco.mj_stateSize(model, bit)]
         self.ctrl = self.batch.bind("ctrl")
+        # the pinch of the cloth task switches equality constraints in the controller: an input like ctrl
+        self.eq_active = self.batch.bind("eq_active") if model.neq else None
         if want_poses:
             self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
             self.site_xpos = self.batch.bind("site_xpos")
+
+    def load(self, row: int, data: mujoco.MjData) -> None:
+        """Make simulation ``row`` ``data``'s state (after the sub-env's reset)."""
+        self.batch.reset(ids=[row], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
+        for name, view in self.state_views:
+            view[row] = getattr(data, name)
+
+    def set_inputs(self, row: int, data: mujoco.MjData) -> None:
+        """What the sub-env's controller just wrote into ``data``: ctrl and the equality switches."""
+        self.ctrl[row] = data.ctrl
+        if self.eq_active is not None:
+            self.eq_active[row] = data.eq_active
+
+    def get_data(self, row: int, data: mujoco.MjData) -> None:
+        """``data`` <- simulation ``row`` (a copy of the batch's MjData)."""
+        self.batch.get_data(row, data)
 
     def step(self, ks: List[int], nstep: int) -> Dict[int, str]:
         """Step the simulations of sub-envs ``ks``; returns {row: MuJoCo error} of those that failed
@@ -225,11 +243,7 @@ class BatchedFlowVectorEnv(VectorEnv):
     def _load_row(self, k: int) -> None:
         """Make sub-env k's simulation in its batch the sub-env's current state (after a reset)."""
         g = self._groups[self._group_of[k]]
-        j = k - g.lo
-        g.batch.reset(ids=[j], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
-        d = self.envs[k].data
-        for name, view in g.state_views:
-            view[j] = getattr(d, name)
+        g.load(k - g.lo, self.envs[k].data)
 
     def _after_reset(self, k: int) -> None:
         """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
@@ -333,7 +347,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             h = []
             for k in ks:
                 env = envs[k]
-                g.batch.get_data(k - g.lo, env.data)
+                g.get_data(k - g.lo, env.data)
                 reason = env._check_divergence()
                 if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
                     reason = f"physics failed: MuJoCo error {failed[k - g.lo]!r} at t={env.data.time:.3f}s"
@@ -461,7 +475,7 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
-        envs, ctrl = self.envs, g.ctrl
+        envs = self.envs
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)
             if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
@@ -469,7 +483,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             acts[k] = a
             env = envs[k]
             env.controller.apply(env.model, env.data, env._delayed_action(a))  # (randomised action latency)
-            ctrl[k - g.lo] = env.data.ctrl
+            g.set_inputs(k - g.lo, env.data)  # ctrl, and eq_active (the cloth's pinch)
 
     def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:
         """What stays per env on the vectorised path, for group g's healthy envs ``h`` (runs while the

@@ -121,6 +121,23 @@ def test_domain_randomization_and_real_obs_are_identical_too():
     bat.close()
 
 
+def test_cloth_pinch_reaches_the_batched_physics():
+    """The cloth task's controller grasps by switching ``data.eq_active`` (a pinch constraint): the
+    batched env must carry that input into each simulation as it carries ``ctrl`` (it once copied only
+    ctrl, so the batched cloth was never held)."""
+    from d2f_envs.scripted_cloth import FlowFollowingClothGripper
+
+    env_id, n = "D2F-CoverBowl-v0", 2
+    ref = reference(env_id, n, 80)
+    bat = BatchedFlowVectorEnv(env_id, n, max_episode_steps=80)
+    ref.reset(seed=3)  # (assert_same_run resets again with the same seed: the scripts start from it)
+    scripts = [FlowFollowingClothGripper(e) for e in ref.envs]
+    runs = assert_same_run(ref, bat, 11, seed=3, policy=lambda: np.stack([s() for s in scripts]))
+    pinched = runs[-1][2]["pinched_vertex"]
+    assert (pinched >= 0).all(), f"the scripts grasped the cloth in the run: {pinched}"
+    bat.close()
+
+
 class _ObsOverridePushT(PushTEnv):
     """A task that overrides the observation: the batched env must use this method, not its own copy."""
 
