@@ -269,6 +269,54 @@ def test_reset_mask_resets_only_those_envs():
     assert not np.array_equal(obs2[1], obs1[1])
 
 
+def test_backend_argument_is_checked():
+    with pytest.raises(ValueError, match=r"backend must be one of \('mujoco', 'warp'\), got 'jax'"):
+        BatchedFlowVectorEnv(PUSHT, 2, backend="jax")
+    with pytest.raises(ValueError, match="configure backend='warp'"):
+        BatchedFlowVectorEnv(PUSHT, 2, device="cpu")
+    with pytest.raises(ValueError, match="groups and nthread configure backend='mujoco'"):
+        BatchedFlowVectorEnv(PUSHT, 2, backend="warp", groups=2)
+
+
+NO_WARP = """
+import sys
+
+class _NoWarp:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("warp", "mujoco_warp"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, _NoWarp())
+import numpy as np
+import gymnasium as gym
+import d2f_envs
+venv = gym.make_vec("D2F-PushT-v0", num_envs=2, vectorization_mode="vector_entry_point")
+venv.reset(seed=0)
+assert np.isfinite(venv.step(np.zeros((2, 2)))[1]).all()
+try:
+    gym.make_vec("D2F-PushT-v0", num_envs=2, vectorization_mode="vector_entry_point", backend="warp")
+except ImportError as e:
+    print("IMPORT_ERROR:", e)
+assert "warp" not in sys.modules and "mujoco_warp" not in sys.modules
+"""
+
+
+def test_envs_work_without_warp_and_the_warp_backend_says_how_to_install_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-c", NO_WARP], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    msg = res.stdout.strip().splitlines()[-1]
+    assert msg.startswith("IMPORT_ERROR:") and "pip install 'dream2flow-gym[warp]'" in msg, msg
+
+
 def test_refuses_render_mode_and_bad_num_envs():
     with pytest.raises(ValueError, match="does not render"):
         BatchedFlowVectorEnv(PUSHT, 2, render_mode="rgb_array")
