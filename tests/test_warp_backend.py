@@ -152,9 +152,12 @@ def test_autoreset_with_staggered_episodes():
     assert ends >= 3  # both envs' episodes ended (at different steps) and were reset
 
 
-def test_action_latency_runs_and_model_randomisation_is_refused():
-    kwargs = {"randomize": {"action_latency": (1, 2)}}
+def test_action_latency_runs_and_the_unsupported_is_refused():
+    """Randomize keys that leave the model alone and obs_mode="real" (each env's own tracker, on its synced
+    MjData) run; what would need per-world models or was not validated is refused, saying why."""
+    kwargs = {"obs_mode": "real", "randomize": {"action_latency": (1, 2), "camera_translation": (-0.01, 0.01)}}
     mj, wa = pair(PUSHT, 2, max_episode_steps=20, **kwargs)
+    assert not wa.vectorized  # the tracker's observation: each env's own code
     mj.reset(seed=1)
     wa.reset(seed=1)
     assert [e.randomization["action_latency"] for e in wa.envs] == [e.randomization["action_latency"] for e in mj.envs]
@@ -164,6 +167,8 @@ def test_action_latency_runs_and_model_randomisation_is_refused():
         BatchedFlowVectorEnv(PUSHT, 2, backend="warp", device=DEVICE, randomize={"mass": (0.5, 2.0)})
     with pytest.raises(NotImplementedError, match="deformable task"):
         BatchedFlowVectorEnv("D2F-CoverBowl-v0", 2, backend="warp", device=DEVICE)
+    with pytest.raises(NotImplementedError, match="granular task.*chaotic"):
+        BatchedFlowVectorEnv("D2F-SweepPasta-v0", 2, backend="warp", device=DEVICE)
 
 
 def test_divergence_in_one_world_truncates_that_env_alone():
