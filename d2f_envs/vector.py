@@ -154,7 +154,8 @@ class BatchedFlowVectorEnv(VectorEnv):
             ``pip install 'dream2flow-gym[warp]'``; see :mod:`d2f_envs.warp_backend`).
         device: the warp backend's Warp device (``"cuda:0"``, ``"cpu"``); None: CUDA if available, else CPU.
         nconmax, njmax: the warp backend's contact and constraint buffer sizes per world (MuJoCo Warp's
-            buffers are fixed); None: 4x the nominal scene's (at least 64 and 128).
+            buffers are fixed; an overflow truncates the env, saying so); None: 4x the nominal scene's
+            contacts (at least 64) and their constraint rows (see ``WarpSimGroup``).
         **env_kwargs: passed to every sub-env (``robot=``, ``flow=``, ...).
     """
 
@@ -174,6 +175,10 @@ class BatchedFlowVectorEnv(VectorEnv):
             raise ValueError("groups and nthread configure backend='mujoco' (CPU batches and threads); "
                              "backend='warp' runs all envs as the worlds of one device Data")
         self.backend = backend
+        if backend == "warp":  # a missing optional package fails here, before num_envs envs are built
+            from .warp_backend import import_warp
+
+            import_warp()
         if env_kwargs.get("render_mode") is not None:
             raise ValueError("BatchedFlowVectorEnv does not render; use gym.make_vec(..., vectorization_mode='sync')")
         env_kwargs.pop("render_mode", None)
