@@ -42,6 +42,12 @@ the sub-env's own (its tracker measures after every step); the physics stays bat
 Differences from N single envs: none in results;
 a MuJoCo error (``mju_error``) inside one simulation, which would raise from a single
 env's ``mj_step``, truncates that sub-env with ``truncation_reason`` instead.
+
+``backend="warp"`` replaces the batches by one MuJoCo Warp ``Data`` with a world per sub-env
+(GPU, or Warp's CPU device), for thousands of envs: same controllers, same reward and observation
+code (this module), state read back into each sub-env's ``MjData`` after every step; float32 and
+Warp's solver make results close to, not identical with, single envs (d2f_envs/warp_backend.py
+says what it supports and how failures show; tests/test_warp_backend.py measures the difference).
 """
 from __future__ import annotations
 
@@ -61,6 +67,9 @@ from mujoco.batch import Batch, SimulationError
 from .base import FlowEnv
 from .bindings import RigidBinding
 from .reward import FlowTrackingReward
+
+#: physics backends: mujoco.batch (CPU, bit-identical to single envs) or MuJoCo Warp (d2f_envs/warp_backend.py)
+BACKENDS = ("mujoco", "warp")
 
 #: the ``mjSTATE_INTEGRATION`` components by MjData field: what a sub-env's reset writes into its batch row
 _STATE_FIELDS = (
@@ -91,18 +100,36 @@ class _SimGroup:
         self.state_views = [(name, self.batch.bind(name)) for name, bit in _STATE_FIELDS
                             if mujoco.mj_stateSize(model, bit)]
         self.ctrl = self.batch.bind("ctrl")
+        # the pinch of the cloth task switches equality constraints in the controller: an input like ctrl
+        self.eq_active = self.batch.bind("eq_active") if model.neq else None
         if want_poses:
             self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
             self.site_xpos = self.batch.bind("site_xpos")
 
+    def load(self, row: int, data: mujoco.MjData) -> None:
+        """Make simulation ``row`` ``data``'s state (after the sub-env's reset)."""
+        self.batch.reset(ids=[row], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
+        for name, view in self.state_views:
+            view[row] = getattr(data, name)
+
+    def set_inputs(self, row: int, data: mujoco.MjData) -> None:
+        """What the sub-env's controller just wrote into ``data``: ctrl and the equality switches."""
+        self.ctrl[row] = data.ctrl
+        if self.eq_active is not None:
+            self.eq_active[row] = data.eq_active
+
+    def get_data(self, row: int, data: mujoco.MjData) -> None:
+        """``data`` <- simulation ``row`` (a copy of the batch's MjData)."""
+        self.batch.get_data(row, data)
+
     def step(self, ks: List[int], nstep: int) -> Dict[int, str]:
-        """Step the simulations of sub-envs ``ks``; returns {row: MuJoCo error} of those that failed
-        (they kept their state; the others completed). Runs in the physics thread when pipelined."""
+        """Step the simulations of sub-envs ``ks``; returns {row: why} of those that failed (a MuJoCo
+        error; they kept their state; the others completed). Runs in the physics thread when pipelined."""
         rows = None if len(ks) == self.hi - self.lo else [k - self.lo for k in ks]
         try:
             self.batch.step(ids=rows, nstep=nstep)
         except SimulationError as e:
-            return {int(i): self.batch.error(int(i)) for i in e.ids}  # ids are rows of this batch
+            return {int(i): f"MuJoCo error {self.batch.error(int(i))!r}" for i in e.ids}  # ids: rows of this batch
         return {}
 
 
@@ -121,6 +148,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         vectorize: False runs the reward and observation per sub-env with the env's own
             methods (the reference path; physics stays batched).
         profile: accumulate seconds per phase in ``self.timings`` (benchmarks).
+        backend: ``"mujoco"`` (``mujoco.batch`` on the CPU cores, bit-identical to single envs) or
+            ``"warp"`` (all sub-envs as the worlds of one MuJoCo Warp ``Data``, for thousands of envs on a
+            GPU; float32 and Warp's own solver: close to, not identical with, single envs; needs
+            ``pip install 'dream2flow-gym[warp]'``; see :mod:`d2f_envs.warp_backend`).
+        device: the warp backend's Warp device (``"cuda:0"``, ``"cpu"``); None: CUDA if available, else CPU.
+        nconmax, njmax: the warp backend's contact and constraint buffer sizes per world (MuJoCo Warp's
+            buffers are fixed; an overflow truncates the env, saying so); None: 4x the nominal scene's
+            contacts (at least 64) and their constraint rows (see ``WarpSimGroup``).
         **env_kwargs: passed to every sub-env (``robot=``, ``flow=``, ...).
     """
 
@@ -128,9 +163,22 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None,
                  nthread: Optional[int] = None, groups: Optional[int] = None, vectorize: bool = True,
-                 profile: bool = False, **env_kwargs: Any):
+                 profile: bool = False, backend: str = "mujoco", device: Optional[str] = None,
+                 nconmax: Optional[int] = None, njmax: Optional[int] = None, **env_kwargs: Any):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "mujoco" and (device, nconmax, njmax) != (None, None, None):
+            raise ValueError("device, nconmax and njmax configure backend='warp'; backend='mujoco' has none")
+        if backend == "warp" and (groups not in (None, 1) or nthread is not None):
+            raise ValueError("groups and nthread configure backend='mujoco' (CPU batches and threads); "
+                             "backend='warp' runs all envs as the worlds of one device Data")
+        self.backend = backend
+        if backend == "warp":  # a missing optional package fails here, before num_envs envs are built
+            from .warp_backend import import_warp
+
+            import_warp()
         if env_kwargs.get("render_mode") is not None:
             raise ValueError("BatchedFlowVectorEnv does not render; use gym.make_vec(..., vectorization_mode='sync')")
         env_kwargs.pop("render_mode", None)
@@ -178,12 +226,20 @@ class BatchedFlowVectorEnv(VectorEnv):
         self.pipelined = groups > 1
         nthread = (1 if self.pipelined else 0) if nthread is None else int(nthread)
         bounds = np.linspace(0, E, groups + 1).round().astype(int).tolist()
-        self._groups = [_SimGroup(self.model, range(lo, hi), nthread, want_poses=self.rigid_points or self.vectorized)
-                        for lo, hi in zip(bounds[:-1], bounds[1:])]
+        want_poses = self.rigid_points or self.vectorized
+        if backend == "warp":  # one group: all sub-envs are the worlds of one MuJoCo Warp Data
+            from .warp_backend import WarpSimGroup, check_supported
+
+            check_supported(e0, env_id)
+            self._groups = [WarpSimGroup(self.model, E, device=device, nconmax=nconmax, njmax=njmax,
+                                         want_poses=want_poses, nominal=e0.data)]
+        else:
+            self._groups = [_SimGroup(self.model, range(lo, hi), nthread, want_poses=want_poses)
+                            for lo, hi in zip(bounds[:-1], bounds[1:])]
         self._group_of = np.repeat(np.arange(groups), np.diff(bounds)).tolist()
         # domain randomisation edits each sub-env's own model at its reset: each simulation runs on it
         self.randomized = e0._randomizer is not None
-        if self.randomized:
+        if self.randomized and backend == "mujoco":
             for g in self._groups:
                 g.batch.set_models([e.model for e in self.envs[g.lo:g.hi]])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-physics") if self.pipelined else None
@@ -225,15 +281,12 @@ class BatchedFlowVectorEnv(VectorEnv):
     def _load_row(self, k: int) -> None:
         """Make sub-env k's simulation in its batch the sub-env's current state (after a reset)."""
         g = self._groups[self._group_of[k]]
-        j = k - g.lo
-        g.batch.reset(ids=[j], stage=mujoco.mjtStage.mjSTAGE_NONE)  # also clears its warning counters
-        d = self.envs[k].data
-        for name, view in g.state_views:
-            view[j] = getattr(d, name)
+        g.load(k - g.lo, self.envs[k].data)
 
     def _after_reset(self, k: int) -> None:
         """Copy sub-env k's new episode (target, alignment clock) into the vectorised state."""
-        if self.randomized:  # its reset edited its model: the batch reads models again after an edit
+        if self.randomized and self.backend == "mujoco":  # its reset edited its model: the batch reads
+            # models again after an edit (the warp backend refuses model edits: one shared device Model)
             g = self._groups[self._group_of[k]]
             g.batch.set_models([e.model for e in self.envs[g.lo:g.hi]])
         self._load_row(k)
@@ -333,10 +386,10 @@ class BatchedFlowVectorEnv(VectorEnv):
             h = []
             for k in ks:
                 env = envs[k]
-                g.batch.get_data(k - g.lo, env.data)
+                g.get_data(k - g.lo, env.data)
                 reason = env._check_divergence()
                 if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
-                    reason = f"physics failed: MuJoCo error {failed[k - g.lo]!r} at t={env.data.time:.3f}s"
+                    reason = f"physics failed: {failed[k - g.lo]} at t={env.data.time:.3f}s"
                 if reason:
                     diverged.append((k, reason))
                 else:
@@ -461,7 +514,7 @@ class BatchedFlowVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
-        envs, ctrl = self.envs, g.ctrl
+        envs = self.envs
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)
             if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
@@ -469,7 +522,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             acts[k] = a
             env = envs[k]
             env.controller.apply(env.model, env.data, env._delayed_action(a))  # (randomised action latency)
-            ctrl[k - g.lo] = env.data.ctrl
+            g.set_inputs(k - g.lo, env.data)  # ctrl, and eq_active (the cloth's pinch)
 
     def _per_env_part(self, g: "_SimGroup", h: List[int], extra_infos: list) -> tuple:
         """What stays per env on the vectorised path, for group g's healthy envs ``h`` (runs while the
@@ -580,7 +633,9 @@ class BatchedFlowVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ misc
     def simulation(self, k: int):
         """``(batch, row)``: the ``mujoco.batch.Batch`` and its row that hold sub-env k's simulation
-        (e.g. ``batch.bind("qvel")[row]``: its live state; ``env.data`` is a copy, refreshed each step)."""
+        (e.g. ``batch.bind("qvel")[row]``: its live state; ``env.data`` is a copy, refreshed each step).
+        With ``backend="warp"``: the :class:`~d2f_envs.warp_backend.WarpSimGroup` and the world, whose
+        ``bind(name)`` is the host-side state uploaded before every step."""
         g = self._groups[self._group_of[k]]
         return g.batch, k - g.lo
 

@@ -121,6 +121,23 @@ def test_domain_randomization_and_real_obs_are_identical_too():
     bat.close()
 
 
+def test_cloth_pinch_reaches_the_batched_physics():
+    """The cloth task's controller grasps by switching ``data.eq_active`` (a pinch constraint): the
+    batched env must carry that input into each simulation as it carries ``ctrl`` (it once copied only
+    ctrl, so the batched cloth was never held)."""
+    from d2f_envs.scripted_cloth import FlowFollowingClothGripper
+
+    env_id, n = "D2F-CoverBowl-v0", 2
+    ref = reference(env_id, n, 80)
+    bat = BatchedFlowVectorEnv(env_id, n, max_episode_steps=80)
+    ref.reset(seed=3)  # (assert_same_run resets again with the same seed: the scripts start from it)
+    scripts = [FlowFollowingClothGripper(e) for e in ref.envs]
+    runs = assert_same_run(ref, bat, 11, seed=3, policy=lambda: np.stack([s() for s in scripts]))
+    pinched = runs[-1][2]["pinched_vertex"]
+    assert (pinched >= 0).all(), f"the scripts grasped the cloth in the run: {pinched}"
+    bat.close()
+
+
 class _ObsOverridePushT(PushTEnv):
     """A task that overrides the observation: the batched env must use this method, not its own copy."""
 
@@ -250,6 +267,54 @@ def test_reset_mask_resets_only_those_envs():
     assert info["_flow_index"].tolist() == [False, True, False]
     assert np.array_equal(obs2[[0, 2]], obs1[[0, 2]])
     assert not np.array_equal(obs2[1], obs1[1])
+
+
+def test_backend_argument_is_checked():
+    with pytest.raises(ValueError, match=r"backend must be one of \('mujoco', 'warp'\), got 'jax'"):
+        BatchedFlowVectorEnv(PUSHT, 2, backend="jax")
+    with pytest.raises(ValueError, match="configure backend='warp'"):
+        BatchedFlowVectorEnv(PUSHT, 2, device="cpu")
+    with pytest.raises(ValueError, match="groups and nthread configure backend='mujoco'"):
+        BatchedFlowVectorEnv(PUSHT, 2, backend="warp", groups=2)
+
+
+NO_WARP = """
+import sys
+
+class _NoWarp:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("warp", "mujoco_warp"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, _NoWarp())
+import numpy as np
+import gymnasium as gym
+import d2f_envs
+venv = gym.make_vec("D2F-PushT-v0", num_envs=2, vectorization_mode="vector_entry_point")
+venv.reset(seed=0)
+assert np.isfinite(venv.step(np.zeros((2, 2)))[1]).all()
+try:
+    gym.make_vec("D2F-PushT-v0", num_envs=2, vectorization_mode="vector_entry_point", backend="warp")
+except ImportError as e:
+    print("IMPORT_ERROR:", e)
+assert "warp" not in sys.modules and "mujoco_warp" not in sys.modules
+"""
+
+
+def test_envs_work_without_warp_and_the_warp_backend_says_how_to_install_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-c", NO_WARP], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    msg = res.stdout.strip().splitlines()[-1]
+    assert msg.startswith("IMPORT_ERROR:") and "pip install 'dream2flow-gym[warp]'" in msg, msg
 
 
 def test_refuses_render_mode_and_bad_num_envs():
