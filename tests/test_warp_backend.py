@@ -36,6 +36,9 @@ import pytest
 import warp  # noqa: F401
 
 import d2f_envs  # noqa: F401
+
+# one xdist worker runs this file (pyproject's --dist loadgroup): Warp compiles its kernels once
+pytestmark = pytest.mark.xdist_group("warp")
 from d2f_envs.vector import BatchedFlowVectorEnv
 from d2f_envs.warp_backend import WarpSimGroup
 
