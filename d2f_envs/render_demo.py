@@ -83,6 +83,28 @@ def check_env_id(env_id: str) -> str:
     raise KeyError(f"unknown env id {env_id!r}{hint} (known: {', '.join(sorted(DEMOS))})")
 
 
+def motion_model(env_id: str) -> str:
+    """The extraction's motion model (``python -m flows extract --motion``) for ``env_id``'s object:
+    ``"rigid"`` for rigid objects and articulated ones (their mask covers the one moving part: the
+    drawer, the door leaf), ``"none"`` for the cloth and the pasta pieces."""
+    import importlib
+
+    import gymnasium as gym
+
+    module, name = gym.spec(check_env_id(env_id)).entry_point.split(":")
+    object_class = getattr(importlib.import_module(module), name).object_class
+    return "rigid" if object_class in ("rigid", "articulated") else "none"
+
+
+def extract_arguments(env_id: str, folder, object_name: str, output="flow.npz") -> List[str]:
+    """``python -m flows`` arguments that extract the flow of the demo rendered into ``folder``
+    (weight-free: the LK tracker, the rendered depth and mask, the object's motion model)."""
+    d = Path(folder)
+    return ["extract", str(d / "video.mp4"), "--object", object_name, "--camera", str(d / "camera.json"),
+            "--depth", str(d / "depth.npz"), "--mask", str(d / "mask.png"), "--tracker", "lk",
+            "--depth-model", "measured", "--motion", motion_model(env_id), "--task", env_id, "-o", str(output)]
+
+
 def mujoco_camera(model: mujoco.MjModel, data: mujoco.MjData, camera: str, width: int, height: int) -> Camera:
     """The MuJoCo camera ``camera`` as a :class:`Camera` (OpenCV axes, camera-to-world).
 
@@ -104,11 +126,13 @@ def mujoco_camera(model: mujoco.MjModel, data: mujoco.MjData, camera: str, width
 
 
 def pick_camera(model: mujoco.MjModel, camera: str = "auto") -> str:
-    """``camera`` checked against the model's cameras; ``"auto"``: the task's ``overview`` camera."""
+    """``camera`` checked against the model's cameras; ``"auto"``: the task's ``demo`` camera where
+    it has one (a view that keeps the demonstrated surface in sight, e.g. the door's), else ``overview``."""
     names = [model.camera(i).name for i in range(model.ncam)]
     if camera == "auto":
-        if "overview" in names:
-            return "overview"
+        for name in ("demo", "overview"):
+            if name in names:
+                return name
         if not names:
             raise ValueError("the scene has no camera")
         return names[0]
