@@ -31,7 +31,8 @@ def test_every_registered_env_has_a_demo_and_its_shipped_flows():
 def test_the_default_flow_is_the_one_DEFAULT_names(env_id):
     which = DEFAULT[env_id]
     assert which in ("demo", "extracted")
-    assert shipped_flow_path(env_id) == shipped_flow_path(env_id, which) == shipped_flow_path(env_id).parents[1] / SHIPPED[env_id]
+    path = shipped_flow_path(env_id)
+    assert path == shipped_flow_path(env_id, which) == path.parents[1] / SHIPPED[env_id]
     flow = shipped_flow(env_id)
     assert flow.task == env_id
     assert flow.source["kind"] == {"demo": "simulated demonstration", "extracted": "video"}[which]
