@@ -1,7 +1,7 @@
 """Rendered demonstrations with ground truth: the test bench of the video -> flow extraction.
 
 :func:`render_demo` replays a task's scripted demonstration (:mod:`d2f_envs.demos`: the same
-object motion as the shipped flow, no robot in the scene) and renders it from a fixed camera:
+object motion as the shipped demo flow, no robot in the scene) and renders it from a fixed camera:
 RGB frames, metric depth, the object's segmentation, and the camera in the project's
 ``camera.json`` format (:class:`flows.extract.camera.Camera`, OpenCV axes). What the camera sees
 besides the task's scene: a stand-in "hand" (a skin-coloured capsule drawn only into the render,
@@ -152,7 +152,7 @@ class RenderedDemo:
     object_masks: np.ndarray  # (T, H, W) bool: the object's pixels (not hidden by the hand)
     camera: Camera
     camera_name: str
-    flow: ObjectFlow  # the demonstration's own flow (== the shipped flow for default settings)
+    flow: ObjectFlow  # the demonstration's own flow (== the shipped demo.npz for default settings)
     ground_truth: ObjectFlow  # the demo's flow points with visibility from the render
     # the object's state per frame, for ground truth of other points
     body_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (B,) object bodies
@@ -229,7 +229,7 @@ def render_demo(
 ) -> RenderedDemo:
     """Replay ``env_id``'s scripted demonstration and render it (RGB, depth, segmentation) from ``camera``.
 
-    ``fps``: the demonstration's frame rate (default: the shipped flow's); ``hand``: draw the
+    ``fps``: the demonstration's frame rate (default: the shipped demo flow's); ``hand``: draw the
     stand-in hand capsule (see the module docstring).
     """
     import time

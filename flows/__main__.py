@@ -272,9 +272,10 @@ def _add_render_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     p.add_argument("--fps", type=float, default=None,
-                   help="frame rate of the demonstration (default: the shipped flow's; Cover-Bowl needs a divisor "
+                   help="frame rate of the demonstration (default: the shipped demo flow's; Cover-Bowl needs a divisor "
                         "of 100)")
-    p.add_argument("--camera", default="auto", help="scene camera name, or auto (default: the scene's 'demo' camera, else 'overview')")
+    p.add_argument("--camera", default="auto",
+                   help="scene camera name, or auto (default: the scene's 'demo' camera, else 'overview')")
     p.add_argument("--no-hand", action="store_true", help="do not draw the stand-in hand capsule")
     p.add_argument("--overwrite", action="store_true", help="replace the demo files of an existing folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
