@@ -3,6 +3,7 @@
     python benchmarks/scripted_success.py                  # 20 seeds per (task, robot)
     python benchmarks/scripted_success.py --seeds 5 --out /tmp/s.json
     python benchmarks/scripted_success.py --env D2F-OpenDoor-v0 --robot gr1   # one row; the others are kept
+    python benchmarks/scripted_success.py --flow extracted --out /tmp/extracted.json   # another shipped flow
 
 The scripted controllers (d2f_envs/scripted.py for Push-T, d2f_envs/scripted_articulated.py
 for the drawer and door, d2f_envs/scripted_pick_place.py for pick-and-place, d2f_envs/scripted_cloth.py
@@ -69,10 +70,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="benchmarks/results/scripted_success.json")
     ap.add_argument("--env", action="append", default=None, help="only these env ids (repeatable)")
     ap.add_argument("--robot", action="append", default=None, help="only these robots (repeatable)")
+    ap.add_argument("--flow", default="default", choices=["default", "demo", "extracted"],
+                    help="which shipped flow the envs follow (flows/shipped.py; default: the envs' own)")
     args = ap.parse_args(argv)
     import gymnasium as gym
 
     import d2f_envs
+    from flows import FlowFormatError
+    from flows.shipped import DEFAULT, shipped_flow_path
 
     rows = []
     for env_id in d2f_envs.ENV_IDS:
@@ -81,7 +86,15 @@ def main(argv=None) -> None:
         for robot in robots_of(env_id):
             if args.robot and robot not in args.robot:
                 continue
-            env = gym.make(env_id, robot=robot)
+            flow = shipped_flow_path(env_id, args.flow)
+            which = args.flow if args.flow != "default" else DEFAULT[env_id]
+            try:
+                env = gym.make(env_id, robot=robot, flow=str(flow))
+            except FlowFormatError as exc:  # e.g. the env's point subsample leaves a frame with no visible point
+                rows.append({"env": env_id, "robot": robot, "episodes": 0, "flow": which, "flow_file": flow.name,
+                             "unusable": str(exc)})
+                print(json.dumps(rows[-1]))
+                continue
             ctrl = make_controller(env)
             t0 = time.perf_counter()
             scripted = [episode(env, ctrl, s) for s in range(args.seeds)]
@@ -89,6 +102,7 @@ def main(argv=None) -> None:
             rand = [episode(env, None, s) for s in range(args.seeds)]
             row = {
                 "env": env_id, "robot": robot, "episodes": args.seeds,
+                "flow": which, "flow_file": flow.name,
                 "scripted_success": float(np.mean([s for _, s, _ in scripted])),
                 "scripted_return": float(np.mean([r for r, _, _ in scripted])),
                 "scripted_final_error_m": float(np.median([e for _, _, e in scripted])),
@@ -106,16 +120,27 @@ def main(argv=None) -> None:
         rank = {key: i for i, key in enumerate((e, r) for e in d2f_envs.ENV_IDS for r in robots_of(e))}
         rows = sorted(kept + rows, key=lambda r: rank.get((r["env"], r["robot"]), len(rank)))
     lines = [
-        f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds {args.seeds}`).",
+        f"Machine: {machine()}. Seeds 0..{args.seeds - 1} per row (`python benchmarks/scripted_success.py --seeds "
+        f"{args.seeds}" + "".join(f" --env {e}" for e in args.env or []) + "".join(f" --robot {r}" for r in args.robot or [])
+        + (f" --flow {args.flow}" if args.flow != "default" else "") + "`). Flow: the shipped flow "
+        "each env followed (flows/data/<task>/: `extracted` = made by the extraction pipeline from the rendered "
+        "demonstration, `demo` = recorded in simulation).",
         "",
-        "| env | robot | scripted success | scripted return | median final error | random success | random return |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| env | robot | flow | scripted success | scripted return | median final error | random success | random return |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if "unusable" in r:
+            lines.append(f"| {r['env']} | {r['robot']} | {r['flow']} | unusable | | | | |")
+            continue
         lines.append(
-            f"| {r['env']} | {r['robot']} | {100 * r['scripted_success']:.0f} % | {r['scripted_return']:.1f} | "
+            f"| {r['env']} | {r['robot']} | {r.get('flow', 'demo')} | {100 * r['scripted_success']:.0f} % | "
+            f"{r['scripted_return']:.1f} | "
             f"{100 * r['scripted_final_error_m']:.2f} cm | {100 * r['random_success']:.0f} % | {r['random_return']:.1f} |"
         )
+    unusable = sorted({f"{r['env']} ({r['flow']}): {r['unusable']}" for r in rows if "unusable" in r})
+    if unusable:
+        lines += ["", "Unusable: the env refuses the flow: " + "; ".join(unusable)]
     write_results(out, rows, lines)
 
 

@@ -8,7 +8,7 @@ pieces, and the pieces' centres are recorded, see :func:`sweep_pasta_demo`). The
 labelled ``source.kind = "simulated demonstration"``; flows extracted from
 rendered videos of the same demonstrations come with the extraction pipeline.
 
-    python -m d2f_envs.demos D2F-PushT-v0 -o flows/data/push_t/flow.npz --overwrite
+    python -m d2f_envs.demos D2F-PushT-v0 -o flows/data/push_t/demo.npz --overwrite
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Rendered demonstrations with ground truth: the test bench of the video -> flow extraction.
 
 :func:`render_demo` replays a task's scripted demonstration (:mod:`d2f_envs.demos`: the same
-object motion as the shipped flow, no robot in the scene) and renders it from a fixed camera:
+object motion as the shipped demo flow, no robot in the scene) and renders it from a fixed camera:
 RGB frames, metric depth, the object's segmentation, and the camera in the project's
 ``camera.json`` format (:class:`flows.extract.camera.Camera`, OpenCV axes). What the camera sees
 besides the task's scene: a stand-in "hand" (a skin-coloured capsule drawn only into the render,
@@ -83,6 +83,28 @@ def check_env_id(env_id: str) -> str:
     raise KeyError(f"unknown env id {env_id!r}{hint} (known: {', '.join(sorted(DEMOS))})")
 
 
+def motion_model(env_id: str) -> str:
+    """The extraction's motion model (``python -m flows extract --motion``) for ``env_id``'s object:
+    ``"rigid"`` for rigid objects and articulated ones (their mask covers the one moving part: the
+    drawer, the door leaf), ``"none"`` for the cloth and the pasta pieces."""
+    import importlib
+
+    import gymnasium as gym
+
+    module, name = gym.spec(check_env_id(env_id)).entry_point.split(":")
+    object_class = getattr(importlib.import_module(module), name).object_class
+    return "rigid" if object_class in ("rigid", "articulated") else "none"
+
+
+def extract_arguments(env_id: str, folder, object_name: str, output="flow.npz") -> List[str]:
+    """``python -m flows`` arguments that extract the flow of the demo rendered into ``folder``
+    (weight-free: the LK tracker, the rendered depth and mask, the object's motion model)."""
+    d = Path(folder)
+    return ["extract", str(d / "video.mp4"), "--object", object_name, "--camera", str(d / "camera.json"),
+            "--depth", str(d / "depth.npz"), "--mask", str(d / "mask.png"), "--tracker", "lk",
+            "--depth-model", "measured", "--motion", motion_model(env_id), "--task", env_id, "-o", str(output)]
+
+
 def mujoco_camera(model: mujoco.MjModel, data: mujoco.MjData, camera: str, width: int, height: int) -> Camera:
     """The MuJoCo camera ``camera`` as a :class:`Camera` (OpenCV axes, camera-to-world).
 
@@ -104,11 +126,13 @@ def mujoco_camera(model: mujoco.MjModel, data: mujoco.MjData, camera: str, width
 
 
 def pick_camera(model: mujoco.MjModel, camera: str = "auto") -> str:
-    """``camera`` checked against the model's cameras; ``"auto"``: the task's ``overview`` camera."""
+    """``camera`` checked against the model's cameras; ``"auto"``: the task's ``demo`` camera where
+    it has one (a view that keeps the demonstrated surface in sight, e.g. the door's), else ``overview``."""
     names = [model.camera(i).name for i in range(model.ncam)]
     if camera == "auto":
-        if "overview" in names:
-            return "overview"
+        for name in ("demo", "overview"):
+            if name in names:
+                return name
         if not names:
             raise ValueError("the scene has no camera")
         return names[0]
@@ -128,7 +152,7 @@ class RenderedDemo:
     object_masks: np.ndarray  # (T, H, W) bool: the object's pixels (not hidden by the hand)
     camera: Camera
     camera_name: str
-    flow: ObjectFlow  # the demonstration's own flow (== the shipped flow for default settings)
+    flow: ObjectFlow  # the demonstration's own flow (== the shipped demo.npz for default settings)
     ground_truth: ObjectFlow  # the demo's flow points with visibility from the render
     # the object's state per frame, for ground truth of other points
     body_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (B,) object bodies
@@ -205,7 +229,7 @@ def render_demo(
 ) -> RenderedDemo:
     """Replay ``env_id``'s scripted demonstration and render it (RGB, depth, segmentation) from ``camera``.
 
-    ``fps``: the demonstration's frame rate (default: the shipped flow's); ``hand``: draw the
+    ``fps``: the demonstration's frame rate (default: the shipped demo flow's); ``hand``: draw the
     stand-in hand capsule (see the module docstring).
     """
     import time

@@ -6,7 +6,7 @@ Commands:
 
       python -m flows extract VIDEO --object NAME --camera camera.json \\
           [--depth depth.npz] [--mask mask.png] [--tracker lk] \\
-          [--depth-model measured|depth-anything] -o flow.npz
+          [--depth-model measured|depth-anything] [--motion none|rigid] -o flow.npz
 
 * ``show``: plot a flow's 3D trajectories to an image, or overlay them on a video::
 
@@ -66,6 +66,11 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", default="", help="video generator that made the video (metadata)")
     p.add_argument("--notes", default="", help="free-form notes (metadata)")
     p.add_argument("--smooth", type=int, default=0, help="temporal moving-average window in frames (0: off)")
+    p.add_argument("--motion", default="none", choices=["none", "rigid"],
+                   help="motion model: rigid drops points that do not move with the object (a rigid object, or one "
+                        "moving part of an articulated one) and fills lost points from its fitted pose (default none)")
+    p.add_argument("--rigid-threshold", type=float, default=0.01,
+                   help="with --motion rigid: metres from the fitted pose beyond which a point is dropped (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output flow .npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -95,7 +100,8 @@ def _run_extract(args: argparse.Namespace) -> int:
         depth=args.depth_model, depth_data=args.depth, object_name=args.object_name, max_points=args.max_points,
         fps=args.fps, progress=not args.no_progress, task=args.task, queries=args.queries,
         generator=args.generator, notes=args.notes, tracker_options=tracker_options, depth_options=depth_options,
-        lift_options={"smooth": args.smooth}, seed=args.seed,
+        lift_options={"smooth": args.smooth}, motion=args.motion,
+        motion_options={"threshold": args.rigid_threshold} if args.motion == "rigid" else None, seed=args.seed,
     )
     path = flow.save(out, overwrite=args.overwrite)
     vis = flow.visible.mean()
@@ -266,9 +272,10 @@ def _add_render_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     p.add_argument("--fps", type=float, default=None,
-                   help="frame rate of the demonstration (default: the shipped flow's; Cover-Bowl needs a divisor "
+                   help="frame rate of the demonstration (default: the shipped demo flow's; Cover-Bowl needs a divisor "
                         "of 100)")
-    p.add_argument("--camera", default="auto", help="scene camera name, or auto (default: the 'overview' camera)")
+    p.add_argument("--camera", default="auto",
+                   help="scene camera name, or auto (default: the scene's 'demo' camera, else 'overview')")
     p.add_argument("--no-hand", action="store_true", help="do not draw the stand-in hand capsule")
     p.add_argument("--overwrite", action="store_true", help="replace the demo files of an existing folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -279,7 +286,7 @@ def _run_render_demo(args: argparse.Namespace) -> int:
     if args.width <= 0 or args.height <= 0:
         raise CommandError(f"--width/--height must be > 0, got {args.width}x{args.height}")
     try:  # the simulator side: imported here only, data flows video -> flows -> d2f_envs
-        from d2f_envs.render_demo import DEMO_FILES, check_env_id, render_demo, write_demo
+        from d2f_envs.render_demo import DEMO_FILES, check_env_id, extract_arguments, render_demo, write_demo
     except ImportError as exc:
         raise CommandError(f"render-demo needs the simulator package d2f_envs (MuJoCo): {exc}") from None
     try:
@@ -300,11 +307,7 @@ def _run_render_demo(args: argparse.Namespace) -> int:
     print(f"wrote {out}/: {T} frames {W}x{H} at {demo.fps:g} fps from camera {demo.camera_name!r}; "
           f"ground truth {gt.num_points} points, {gt.visible.mean():.0%} visible; "
           f"render {demo.timings['render_s_per_frame'] * 1e3:.0f} ms/frame")
-    q = shlex.quote
-    print(f"next: python -m flows extract {q(str(out / 'video.mp4'))} --object {q(demo.flow.object_name)} "
-          f"--camera {q(str(out / 'camera.json'))} --depth {q(str(out / 'depth.npz'))} "
-          f"--mask {q(str(out / 'mask.png'))} --tracker lk --depth-model measured --task {args.env_id} "
-          f"-o flow.npz")
+    print("next: python -m flows " + shlex.join(extract_arguments(args.env_id, out, demo.flow.object_name)))
     return 0
 
 

@@ -189,6 +189,31 @@ def test_lk_points_leaving_the_image_become_invisible_and_stay_lost():
     assert vis[-1][inside_all].mean() > 0.8
 
 
+def test_lk_keyframes_stop_the_frame_to_frame_drift():
+    """Chaining LK frame to frame adds a sub-pixel error per step on a fine speckle (2-pixel cells,
+    the scale of the rendered demos' textures) moving 0.4-0.6 pixel per frame; refining from a
+    keyframe every 10 frames adds it once per keyframe."""
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 256, size=(128, 128, 3)).astype(np.uint8)
+    tex = cv2.resize(cells, (256, 256), interpolation=cv2.INTER_NEAREST)
+    shift = np.array([0.61, -0.23])
+    frames = np.stack([cv2.warpAffine(tex, np.array([[1.0, 0, shift[0] * t - 64], [0, 1.0, shift[1] * t - 80]]),
+                                      (128, 96), flags=cv2.INTER_LINEAR) for t in range(60)])
+    mask = np.zeros((96, 128), bool)
+    mask[20:-20, 20:-40] = True
+    q = sample_query_points(mask, 100, method="features", frame=frames[0])
+    truth = q[None] + np.arange(60)[:, None, None] * shift
+    final = {}
+    for k in (1, 10):
+        tracks, vis = LucasKanadeTracker(keyframe_interval=k).track(frames, q)
+        assert vis[-1].mean() > 0.95
+        final[k] = np.median(np.linalg.norm(tracks[-1] - truth[-1], axis=-1)[vis[-1]])
+    assert final[10] < 0.15 and final[1] > 2 * final[10], final
+    assert LucasKanadeTracker().keyframe_interval == 10  # the default
+    with pytest.raises(ValueError, match="keyframe_interval >= 1"):
+        LucasKanadeTracker(keyframe_interval=0)
+
+
 def test_registries_hold_the_stages_and_accept_new_ones():
     assert {"lk", "cotracker"} <= set(TRACKERS.names())
     assert {"measured", "depth-anything"} <= set(DEPTH_ESTIMATORS.names())
@@ -298,6 +323,32 @@ def test_extract_flow_on_a_synthetic_plane_is_within_a_centimetre(tmp_path):
     assert flow.visible.mean() > 0.8
     assert flow.source["kind"] == "video" and flow.source["tracker"] == "lk" and flow.source["depth"] == "measured"
     np.testing.assert_allclose(flow.extrinsics, scene.camera.T_world_camera)
+
+
+def test_rigid_motion_model_keeps_only_points_on_the_plate(tmp_path):
+    """``motion="rigid"`` (``--motion rigid``): visible points are the ones moving with the plate; the
+    rest are filled in from its fitted pose; the flow's metadata says so."""
+    from flows.__main__ import main
+
+    scene = PlaneScene(T=16)
+    video, frames, depth = write_inputs(tmp_path, scene)
+    out = tmp_path / "rigid.npz"
+    assert main(["extract", str(video), "--object", "plate", "--camera", str(tmp_path / "camera.json"), "--depth",
+                 str(tmp_path / "depth.npz"), "--mask", str(tmp_path / "mask.png"), "--motion", "rigid",
+                 "--rigid-threshold", "0.005", "--max-points", "256", "--no-progress", "-o", str(out)]) == 0
+    flow = ObjectFlow.load(out)
+    assert flow.source["motion"] == "rigid"
+    motion = flow.extra["extraction"]["motion"]
+    assert motion["model"] == "rigid" and motion["threshold_m"] == 0.005 and motion["unchecked_frames"] == 0
+    assert flow.extra["extraction"]["tracker_settings"]["win_size"] == 9
+    gt = scene.ground_truth(flow.points[0].astype(np.float64))
+    err = np.linalg.norm(flow.points - gt, axis=-1)
+    assert err[flow.visible].max() < 0.008  # threshold + the fit's own error
+    assert flow.visible.mean() > 0.7
+    if (~flow.visible).any():  # filled from the pose, not held or interpolated
+        assert np.percentile(err[~flow.visible], 90) < 0.005
+    with pytest.raises(ValueError, match="unknown motion model 'affine'"):
+        extract_flow(frames, scene.camera, mask=scene.mask0, depth_data=depth, progress=False, motion="affine")
 
 
 def test_cli_extract_and_show(tmp_path):

@@ -14,10 +14,13 @@ import pytest
 from d2f_envs.rollout import random_policy, run_episode
 from d2f_envs.scripted_pick_place import FlowFollowingPicker
 from d2f_envs.tasks.pick_place import BOWL_INNER_RADIUS, BOWL_RIM_HEIGHT, PickPlaceEnv
-from flows import fit_rigid_transform
+from flows import fit_rigid_transform, shipped_flow_path
 
 ENV_ID = "D2F-PickPlace-v0"
 ROBOTS = PickPlaceEnv.robots
+#: the simulated demonstration's flow, for the checks that need the flow exact (the default is the
+#: flow extracted from the demo's rendered video: its poses are ~mm off)
+DEMO_FLOW = str(shipped_flow_path(ENV_ID, "demo"))
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def still(env):
 
 # --------------------------------------------------------------------------- binding
 def test_loaf_on_a_flow_frame_is_exact_and_1cm_off_is_1cm(make):
-    env = make(reset_noise_scale=0.0)
+    env = make(reset_noise_scale=0.0, flow=DEMO_FLOW)
     env.reset(seed=0)
     u = env.unwrapped
     rf = u.reward_fn
@@ -83,25 +86,28 @@ def test_loaf_on_a_flow_frame_is_exact_and_1cm_off_is_1cm(make):
     assert rf.frame_error(u.binding.points(u.data), T - 1) > 0.2
 
 
-def test_shipped_flow_lifts_carries_turns_and_lowers_into_the_bowl(make):
-    env = make(reset_noise_scale=0.0)
+@pytest.mark.parametrize("which", ["demo", "extracted"])
+def test_shipped_flow_lifts_carries_turns_and_lowers_into_the_bowl(make, which):
+    env = make(reset_noise_scale=0.0, flow=str(shipped_flow_path(ENV_ID, which)))
+    tol = 1e-6 if which == "demo" else 0.005  # the extraction's error at the goal: a few mm
     env.reset(seed=0)
     u = env.unwrapped
     poses = [flow_pose(u, k) for k in range(u.flow.num_frames)]
     z = np.array([X[2, 3] for X in poses])
     start, end, bowl = poses[0][:3, 3], poses[-1][:3, 3], u.bowl_pos()
     assert z.max() - z[0] > 0.10  # lifted over the 7 cm rim
-    assert np.hypot(*(end[:2] - bowl[:2])) < 1e-6  # ends on the bowl's axis ...
-    assert end[2] == pytest.approx(start[2] + 0.01, abs=1e-6)  # ... resting on its 1 cm floor
+    assert np.hypot(*(end[:2] - bowl[:2])) < tol  # ends on the bowl's axis ...
+    assert end[2] == pytest.approx(start[2] + 0.01, abs=tol)  # ... resting on its 1 cm floor
     turn = np.arctan2(poses[-1][1, 0], poses[-1][0, 0]) - np.arctan2(poses[0][1, 0], poses[0][0, 0])
-    assert turn == pytest.approx(0.5, abs=1e-6)
+    assert turn == pytest.approx(0.5, abs=1e-6 if which == "demo" else 0.08)  # extracted: 0.43 rad
     # the loaf stays upright (the gripper can only yaw it)
-    assert min(X[2, 2] for X in poses) > 1 - 1e-9
+    assert min(X[2, 2] for X in poses) > 1 - (1e-9 if which == "demo" else 0.01)  # extracted: within 6 degrees
 
 
 # --------------------------------------------------------------------------- the bowl follows the flow
-def test_noisy_reset_keeps_the_flow_ending_in_the_bowl(make):
-    env = make()
+@pytest.mark.parametrize("which", ["demo", "extracted"])
+def test_noisy_reset_keeps_the_flow_ending_in_the_bowl(make, which):
+    env = make(flow=str(shipped_flow_path(ENV_ID, which)))
     u = env.unwrapped
     bowls, loafs = [], []
     for seed in range(6):
@@ -109,7 +115,8 @@ def test_noisy_reset_keeps_the_flow_ending_in_the_bowl(make):
         end = flow_pose(u, u.flow.num_frames - 1)[:3, 3]
         bowl = u.bowl_pos()
         # the bowl moved with the loaf's rigid motion, then at most 1 cm (each axis) on its own
-        assert np.abs(end[:2] - bowl[:2]).max() <= 0.01 + 1e-9
+        # (plus, for the extracted flow, its few-mm error at the goal)
+        assert np.abs(end[:2] - bowl[:2]).max() <= 0.01 + (1e-9 if which == "demo" else 0.005)
         assert info["in_bowl"] is False and info["final_error"] > 0.2
         bowls.append(bowl)
         loafs.append(u.data.xpos[u._loaf].copy())

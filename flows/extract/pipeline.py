@@ -9,7 +9,9 @@
    track for the ``"lk"`` tracker), at most ``max_points``;
 3. 2D tracks of the queries through the video (``"lk"``, ``"cotracker"``);
 4. per-frame metric depth (``"measured"``, ``"depth-anything"``);
-5. lifting to the world frame with the camera (:mod:`flows.extract.lift`).
+5. lifting to the world frame with the camera (:mod:`flows.extract.lift`);
+6. optionally a motion model: ``motion="rigid"`` (:mod:`flows.extract.rigid`) for a rigid object
+   (or one moving part of an articulated one) drops the points that do not move with it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from .camera import CameraError, load_camera
 from .lift import lift_tracks
 from .masks import check_mask, load_mask, sample_query_points
 from .registry import DEPTH_ESTIMATORS, MASKERS, TRACKERS, stage_name
+from .rigid import check_motion, rigid_filter
 from .video import VideoError, read_video
 
 DEFAULT_FPS = 30.0
@@ -73,6 +76,8 @@ def extract_flow(
     depth_options: Optional[Mapping[str, Any]] = None,
     masker_options: Optional[Mapping[str, Any]] = None,
     lift_options: Optional[Mapping[str, Any]] = None,
+    motion: str = "none",
+    motion_options: Optional[Mapping[str, Any]] = None,
     seed: int = 0,
 ) -> ObjectFlow:
     """3D object flow of ``object_name`` in ``video``.
@@ -86,7 +91,8 @@ def extract_flow(
     ``depth_data``: the measured depth (``"measured"``) or the reference depth
     for calibration (``"depth-anything"``). ``fps``: defaults to the video
     file's, else 30. ``queries``: ``"auto"`` (the tracker's preference),
-    ``"fps"`` or ``"features"``.
+    ``"fps"`` or ``"features"``. ``motion``: ``"none"`` or ``"rigid"`` (``motion_options``:
+    :func:`~flows.extract.rigid.rigid_filter`'s ``threshold``, ``iterations``).
     """
     video_path = None
     if isinstance(video, (str, os.PathLike)):
@@ -97,6 +103,7 @@ def extract_flow(
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise VideoError(f"<video array>: expected (T, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
     where = video_path or "<video array>"
+    motion = check_motion(motion)
     T, H, W = frames.shape[:3]
     if T < 2:
         raise VideoError(f"{where}: needs at least 2 frames, got {T}")
@@ -142,6 +149,9 @@ def extract_flow(
 
     # 5. lift
     pts, vis, stats = lift_tracks(tracks, tvis, depth_maps, cam, **dict(lift_options or {}))
+    motion_stats = None
+    if motion == "rigid":
+        pts, vis, _, motion_stats = rigid_filter(pts, vis, seed=seed, **dict(motion_options or {}))
     keep = vis.any(axis=0)
     if not keep.any():
         raise ValueError(f"{where}: no track point has valid depth in any frame; check the depth data, the mask and "
@@ -170,6 +180,11 @@ def extract_flow(
             "visibility": stats,
         }
     }
+    if hasattr(trk, "settings"):
+        extra["extraction"]["tracker_settings"] = trk.settings()
+    if motion_stats is not None:
+        source["motion"] = motion
+        extra["extraction"]["motion"] = dict(motion_stats, model=motion)
     calib = getattr(dep, "last_calibration", None)
     if calib:
         extra["extraction"]["depth_calibration"] = calib
