@@ -111,8 +111,9 @@ def check_output(flow: Union[ObjectFlow, Any], inputs: ExtractorInput, label: st
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for the leaderboard: the exception's type and message (the first line only)."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """One line for the leaderboard: the exception's type and message (whitespace folded)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
+    msg = " ".join(str(text).split())
     if isinstance(exc, ExtractorFailed):
         return msg
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__

@@ -11,7 +11,8 @@ error at the query frame count as error: anchoring at the extracted point itself
 ``benchmarks/extraction_accuracy.py`` does, fine for measured depth) would carry a point placed 5 cm
 behind the object along with the object and report no error at all, hiding exactly what a depth
 model gets wrong. A point whose pixel is not on the object at its query frame ("off object") keeps
-the 3D anchoring (attached to the nearest object body) and is counted in ``off_object_fraction``.
+the 3D anchoring (attached to the nearest object body) and is counted in ``off_object_fraction`` (of
+the points visible in some frame; a point never visible is never scored).
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def ground_truth_for_flow(demo: Any, flow: ObjectFlow) -> Tuple[ObjectFlow, Dict
         inside = np.isfinite(ui) & np.isfinite(vi) & (z > 0) & (ui >= 0) & (ui <= W - 1) & (vi >= 0) & (vi <= H - 1)
     ui = np.where(inside, ui, 0).astype(int)
     vi = np.where(inside, vi, 0).astype(int)
-    on_object = inside & demo.object_masks[q, vi, ui]
+    seen = np.asarray(flow.visible).any(axis=0)  # a point never visible has no query: 3D anchoring
+    on_object = seen & inside & demo.object_masks[q, vi, ui]
     # the rendered surface at the query pixel: bilinear where the depth is smooth there, else the
     # nearest pixel's depth (object edges, where bilinear would mix in the background)
     surf_z = np.full(N, np.nan)
@@ -78,4 +80,5 @@ def ground_truth_for_flow(demo: Any, flow: ObjectFlow) -> Tuple[ObjectFlow, Dict
                          "query pixel (flows.benchmark.truth)"},
         intrinsics=cam.K, extrinsics=cam.T_world_camera,
     )
-    return out, {"off_object_fraction": float(1.0 - on_surface.mean())}
+    off = seen & ~on_surface
+    return out, {"off_object_fraction": float(off.sum() / max(seen.sum(), 1))}
