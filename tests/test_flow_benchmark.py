@@ -320,3 +320,16 @@ def test_tapvid_metrics_at_the_256_pixel_scale():
     # the query frame itself is not evaluated
     late = tapvid_metrics(gt + [100.0, 0.0] * (np.arange(T) == 0)[:, None, None], vis, gt, vis, q, (512, 512))
     assert late["tapvid_position_accuracy"] == 1.0
+
+
+def test_train_downstream_runs_end_to_end(tmp_path):
+    from flows.benchmark.downstream import trained_success
+
+    res = trained_success(TASK, shipped_flow(TASK), [0], 32, "ppo", tmp_path, hyperparams=[
+        "n_envs:1", "n_steps:32", "batch_size:32", "n_epochs:1"])
+    assert res["episodes"] == 1 and res["success_rate"] in (0.0, 1.0)
+    ep = res["episode_results"][0]
+    assert ep["steps"] == 80 and np.isfinite(ep["final_error_m"])
+    # the flow given is the task's own, so the replay in the task's env measures the same episode
+    assert ep["final_error_m"] == ep["flow_final_error_m"]
+    assert (Path(res["run_dir"]) / "final_model.zip").is_file()

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-steps", type=int, default=20_000, help="env steps of each --train run (default 20000)")
     g.add_argument("--train-algo", choices=("ppo", "sac"), default="ppo",
                    help="--train algorithm, with the task's entry of d2f_rl/hyperparams/<algo>.yml (default ppo)")
+    g.add_argument("--train-params", nargs="+", default=[], metavar="KEY:VALUE",
+                   help="--train: overrides of the tuned config, as train.py's -params (e.g. n_envs:4)")
     g = p.add_argument_group("robustness curves (ground-truth flow under corruptions)")
     g.add_argument("--robustness", nargs="+", default=["none"], metavar="ENV_ID",
                    help="tasks to draw them for: env ids, 'all' (the --tasks) or 'none' (default)")
@@ -194,6 +196,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         demo_fps=args.demo_fps,
         seeds=args.seeds, task_seeds=_task_seeds(args.task_seeds, known), budget=budget,
         downstream=not args.no_downstream, train=args.train, train_steps=args.train_steps, train_algo=args.train_algo,
+        train_params=list(args.train_params),
         robustness_tasks=_tasks(args.robustness, known, "--robustness", tasks), corruptions=_corruptions(args.corruption),
         robustness_seeds=args.robustness_seeds,
         options=BuiltinOptions(max_points=args.max_points, seed=args.seed, depth_anything_model=args.depth_anything_model,

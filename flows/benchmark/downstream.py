@@ -124,9 +124,10 @@ def planner_success(env_id: str, flow: ObjectFlow, seeds: Sequence[int], budget:
 
 
 def trained_success(env_id: str, flow: ObjectFlow, seeds: Sequence[int], steps: int, algo: str, workdir: Path,
-                    train_seed: int = 0) -> Dict[str, Any]:
+                    train_seed: int = 0, hyperparams: Sequence[str] = ()) -> Dict[str, Any]:
     """Judged success of an SB3 policy trained for ``steps`` env steps on ``flow``'s reward with the
-    task's tuned config (``d2f_rl/hyperparams/<algo>.yml``); the run folder stays under ``workdir``."""
+    task's tuned config (``d2f_rl/hyperparams/<algo>.yml``, ``hyperparams``: ``key:value`` overrides as
+    train.py's ``-params``); the run folder stays under ``workdir``."""
     import gymnasium as gym
 
     from d2f_rl.evaluate import load_run
@@ -140,7 +141,7 @@ def trained_success(env_id: str, flow: ObjectFlow, seeds: Sequence[int], steps: 
         "--algo", algo, "--env", env_id, "-n", str(int(steps)), "--seed", str(int(train_seed)),
         "-f", str(workdir / "logs"), "--env-kwargs", f"flow:{str(flow_path)!r}", "--eval-freq", "0",
         "--save-freq", "0", "--no-progress", "--no-wandb", "-v", "0",
-    ])
+    ] + (["-params", *hyperparams] if hyperparams else []))
     model, normalizer, _, env_kwargs, wrapper, _ = load_run(run_dir, "final")
     env = make_env(env_id, env_kwargs, wrapper)
     judge = gym.make(env_id)

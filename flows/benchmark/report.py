@@ -64,6 +64,10 @@ def _cm(x: Any) -> str:
     return f"{100 * x:.2f}" if _finite(x) else "-"
 
 
+def _cm_unit(x: Any) -> str:
+    return f"{100 * x:.2f} cm" if _finite(x) else "-"
+
+
 def _pct(x: Any) -> str:
     return f"{100 * x:.0f} %" if _finite(x) else "-"
 
@@ -98,7 +102,7 @@ def leaderboard_lines(results: Dict[str, Any], config: Dict[str, Any], machine: 
         "task's reference flow), over the seeds given in brackets (the same seeds for every extractor).",
         "",
     ]
-    head = ("| task | extractor | 3D median | 3D mean | <1 cm | <2 cm | <4 cm | <8 cm | TAP <δavg | OA | AJ "
+    head = ("| task | extractor | 3D median [cm] | 3D mean [cm] | <1 cm | <2 cm | <4 cm | <8 cm | TAP <δavg | OA | AJ "
             "| ms / frame | planner success | final error |")
     sep = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     if train:
@@ -115,8 +119,7 @@ def leaderboard_lines(results: Dict[str, Any], config: Dict[str, Any], machine: 
         cells += [_pct(r.get(f"within_{c}cm")) for c in THRESHOLDS_CM]
         cells += [_pct(r.get("tapvid_position_accuracy")), _pct(r.get("tapvid_occlusion_accuracy")),
                   _pct(r.get("tapvid_average_jaccard")), f"{r['ms_per_frame']:.1f}" if _finite(r.get("ms_per_frame")) else "-",
-                  _downstream_cell(r), f"{_cm(r.get('planner_median_final_error_m'))} cm"
-                  if _finite(r.get("planner_median_final_error_m")) else "-"]
+                  _downstream_cell(r), _cm_unit(r.get("planner_median_final_error_m"))]
         if train:
             cells.append(_downstream_cell(r, "train"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -133,7 +136,7 @@ def leaderboard_lines(results: Dict[str, Any], config: Dict[str, Any], machine: 
 
         succ = [e["success"] for r in ok for e in r.get("planner_episode_results", [])]
         s = f"{_pct(float(np.mean(succ)))} ({len(succ)})" if succ else "-"
-        lines.append(f"| {label} | {len(ok)} / {len(mine)} | {_cm(mean('epe3d_median_m'))} cm | "
+        lines.append(f"| {label} | {len(ok)} / {len(mine)} | {_cm_unit(mean('epe3d_median_m'))} | "
                      f"{_pct(mean('within_2cm'))} | {_pct(mean('tapvid_average_jaccard'))} | {s} |")
     lines += ["", "Planner settings and seeds per task: "
               + "; ".join(f"{t}: {b['planner']} horizon {b['horizon']}, {b['samples']} samples, "
@@ -152,9 +155,9 @@ def leaderboard_lines(results: Dict[str, Any], config: Dict[str, Any], machine: 
                 lines.append(f"| {r['task']} | {r['corruption']} | {r['magnitude']:g} | **failed**: "
                              f"{_short(r['error'])} | | | |")
                 continue
-            lines.append(f"| {r['task']} | {r['corruption']} | {r['magnitude']:g} | {_cm(r.get('flow_epe_mean_m'))} cm | "
+            lines.append(f"| {r['task']} | {r['corruption']} | {r['magnitude']:g} | {_cm_unit(r.get('flow_epe_mean_m'))} | "
                          f"{_pct(r.get('visible_fraction'))} | {_downstream_cell(r)} | "
-                         f"{_cm(r.get('planner_median_final_error_m'))} cm |")
+                         f"{_cm_unit(r.get('planner_median_final_error_m'))} |")
     return lines
 
 

@@ -50,6 +50,7 @@ class BenchmarkConfig:
     train: bool = False
     train_steps: int = 20_000
     train_algo: str = "ppo"
+    train_params: List[str] = field(default_factory=list)  # key:value overrides of the tuned config
     robustness_tasks: List[str] = field(default_factory=list)
     corruptions: Dict[str, Tuple[float, ...]] = field(default_factory=dict)  # name -> magnitudes
     robustness_seeds: Optional[int] = None  # default: the task's seeds
@@ -162,7 +163,7 @@ def _downstream(config: BenchmarkConfig, task: str, flow: Any, seeds: List[int],
     if config.train:
         try:
             res = trained_success(task, flow, seeds, config.train_steps, config.train_algo,
-                                  config.out / "train" / task / safe_name(label))
+                                  config.out / "train" / task / safe_name(label), hyperparams=config.train_params)
             out.update({f"{prefix}train_{k}": v for k, v in res.items() if k != "episode_results"})
             out[f"{prefix}train_episode_results"] = res["episode_results"]
         except KeyboardInterrupt:
