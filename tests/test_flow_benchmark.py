@@ -111,7 +111,7 @@ def test_toy_extractor_error_matches_its_noise_and_broken_extractors_fail_alone(
     from flows.benchmark.report import write_outputs
 
     config = _config(tmp_path, demo_cache, ["test-raises", "test-noisy", "test-nan", "test-short", "test-tuple",
-                                            "not-an-extractor"],
+                                            "not-an-extractor", "oracle"],
                      robustness_tasks=[TASK], corruptions={"point_noise": (0.01,)})
     results = run_benchmark(config, write=lambda r: write_outputs(config.out, r, config.to_json(), provenance()))
     rows = {r["extractor"]: r for r in results["rows"]}
@@ -129,6 +129,10 @@ def test_toy_extractor_error_matches_its_noise_and_broken_extractors_fail_alone(
     assert noisy["planner_episodes"] == 1 and noisy["planner_seeds"] == [0]
     assert noisy["planner_success_rate"] in (0.0, 1.0)
     assert np.isfinite(noisy["planner_median_final_error_m"])
+
+    # the built-in upper bound: true 2D tracks + measured depth are within a few mm
+    assert rows["oracle"]["status"] == "ok" and rows["oracle"]["epe3d_median_m"] < 0.003
+    assert rows["oracle"]["planner_episodes"] == 1
 
     for name, (_, message) in BROKEN.items():
         row = rows[name]

@@ -147,8 +147,13 @@ def read_cached(folder: Path) -> Tuple[Any, ExtractorInput]:
         flex_tri=state.get("flex_tri"), seg_body=state["seg_body"], hand_visible=bool(record["stand_in_hand"]),
         timings={"render_s_per_frame": record.get("render_s_per_frame")},
     )
+    mask = load_mask(files.mask, (H, W))
+    # every extractor gets the same arrays: read-only, so one that writes into them fails at once
+    # instead of changing what the next extractor sees
+    for arr in (frames, depth, mask, masks):
+        arr.flags.writeable = False
     inputs = ExtractorInput(
         task=demo.env_id, object_name=demo_flow.object_name, frames=frames, fps=demo.fps, camera=camera,
-        depth=depth, mask=load_mask(files.mask, (H, W)), files=files, ground_truth_tracker=GroundTruthTracker(demo),
+        depth=depth, mask=mask, files=files, ground_truth_tracker=GroundTruthTracker(demo),
     )
     return demo, inputs
