@@ -168,7 +168,7 @@ def _plot_accuracy_vs_success(results: Dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     rows = [r for r in results["rows"] if r.get("status") == "ok" and _finite(r.get("planner_success_rate"))
-            and _finite(r.get("epe3d_median_m"))]
+            and _finite(r.get("epe3d_mean_m"))]
     rob = [r for r in results.get("robustness", []) if _finite(r.get("planner_success_rate"))
            and _finite(r.get("flow_epe_mean_m"))]
     if not rows and not rob:
@@ -182,7 +182,7 @@ def _plot_accuracy_vs_success(results: Dict[str, Any], path: Path) -> bool:
         ax.scatter(max(100 * r["flow_epe_mean_m"], 0.01), 100 * r["planner_success_rate"], s=18, color="0.75",
                    marker=markers[r["task"]], zorder=1)
     for r in rows:
-        ax.scatter(max(100 * r["epe3d_median_m"], 0.01), 100 * r["planner_success_rate"], s=60,
+        ax.scatter(max(100 * r["epe3d_mean_m"], 0.01), 100 * r["planner_success_rate"], s=60,
                    color=colors[r["extractor"]], marker=markers[r["task"]], edgecolor="k", zorder=2)
     handles = [plt.Line2D([], [], marker="o", ls="", color=colors[l], label=l) for l in labels]
     handles += [plt.Line2D([], [], marker=markers[t], ls="", color="0.4", label=t.replace("D2F-", "").replace("-v0", ""))
@@ -190,7 +190,7 @@ def _plot_accuracy_vs_success(results: Dict[str, Any], path: Path) -> bool:
     if rob:
         handles.append(plt.Line2D([], [], marker="o", ls="", color="0.75", label="corrupted ground truth"))
     ax.set_xscale("log")
-    ax.set_xlabel("flow error [cm] (extractors: median 3D EPE; corrupted: mean), log scale")
+    ax.set_xlabel("mean 3D end-point error of the flow [cm], log scale (0 drawn at 0.01)")
     ax.set_ylabel("planner success [%]")
     ax.set_ylim(-5, 105)
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -222,16 +222,21 @@ def _plot_robustness(results: Dict[str, Any], path: Path) -> bool:
             err = [100 * r["planner_median_final_error_m"] if _finite(r.get("planner_median_final_error_m")) else np.nan
                    for r in pts]
             short = task.replace("D2F-", "").replace("-v0", "")
-            axes[0, j].plot(x, succ, marker="o", label=short)
+            line, = axes[0, j].plot(x, succ, marker="o", label=short)
             axes[1, j].plot(x, err, marker="o", label=short)
+            refused = [r["magnitude"] for r in pts if r.get("planner_error")]
+            if refused:  # the env could not use the flow at all: drawn as x below 0 %
+                axes[0, j].scatter(refused, [-3] * len(refused), marker="x", color=line.get_color(), zorder=3)
         unit = next((r["unit"] for r in rob if r["corruption"] == name), "")
         axes[0, j].set_title(name, fontsize=10)
         axes[1, j].set_xlabel(unit, fontsize=8)
         axes[1, j].set_yscale("log")
     axes[0, 0].set_ylabel("planner success [%]")
     axes[1, 0].set_ylabel("median final error [cm]")
-    axes[0, 0].set_ylim(-5, 105)
+    axes[0, 0].set_ylim(-8, 105)
     axes[0, -1].legend(fontsize=7)
+    if any(r.get("planner_error") for r in rob):
+        fig.text(0.01, 0.01, "x: the env refused the flow (planner_error in robustness.csv)", fontsize=8)
     fig.suptitle("Robustness of the flow reward: corrupted ground-truth flows", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
