@@ -54,6 +54,15 @@ class NoisyGroundTruth:
                           task=inputs.task, object_name=inputs.object_name)
 
 
+def farther_extractor(inputs: ExtractorInput) -> ObjectFlow:
+    """The ground truth 5 cm farther from the camera along each ray (a depth offset): the pixels are
+    right, so only anchoring the truth at the surface seen at each pixel can see the error."""
+    gt = ObjectFlow.load(inputs.files.folder / "ground_truth.npz")
+    rays = gt.points - inputs.camera.T_world_camera[:3, 3]
+    points = gt.points + 0.05 * rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+    return ObjectFlow(points=points, visible=gt.visible & gt.visible[0], fps=inputs.fps)
+
+
 def raising_extractor(inputs: ExtractorInput) -> ObjectFlow:
     raise RuntimeError("tracker exploded")
 
@@ -90,8 +99,9 @@ def demo_cache(tmp_path_factory):
 
 @pytest.fixture
 def registered():
-    names = ["test-noisy"] + list(BROKEN)
+    names = ["test-noisy", "test-farther"] + list(BROKEN)
     register_extractor("test-noisy", lambda options: NoisyGroundTruth())
+    register_extractor("test-farther", lambda options: farther_extractor)
     for name, (fn, _) in BROKEN.items():
         register_extractor(name, lambda options, fn=fn: fn)
     yield names
@@ -111,7 +121,7 @@ def test_toy_extractor_error_matches_its_noise_and_broken_extractors_fail_alone(
     from flows.benchmark.report import write_outputs
 
     config = _config(tmp_path, demo_cache, ["test-raises", "test-noisy", "test-nan", "test-short", "test-tuple",
-                                            "not-an-extractor", "oracle"],
+                                            "not-an-extractor", "oracle", "test-farther"],
                      robustness_tasks=[TASK], corruptions={"point_noise": (0.01,)})
     results = run_benchmark(config, write=lambda r: write_outputs(config.out, r, config.to_json(), provenance()))
     rows = {r["extractor"]: r for r in results["rows"]}
@@ -130,6 +140,8 @@ def test_toy_extractor_error_matches_its_noise_and_broken_extractors_fail_alone(
     assert noisy["planner_success_rate"] in (0.0, 1.0)
     assert np.isfinite(noisy["planner_median_final_error_m"])
 
+    # a depth error counts, at every frame, query frame included
+    assert rows["test-farther"]["epe3d_median_m"] == pytest.approx(0.05, abs=0.003)
     # the built-in upper bound: true 2D tracks + measured depth are within a few mm
     assert rows["oracle"]["status"] == "ok" and rows["oracle"]["epe3d_median_m"] < 0.003
     assert rows["oracle"]["planner_episodes"] == 1
@@ -227,10 +239,21 @@ def test_cli_module_extractor_and_commands_end_to_end(tmp_path, demo_cache):
     assert (out / "leaderboard.csv").read_bytes() == before
 
 
-def test_cli_rejects_unknown_task_with_a_suggestion(tmp_path):
+def test_cli_rejects_bad_tasks_before_writing_anything(tmp_path):
     res = _cli(["--tasks", "D2F-PushT-v1", "-o", str(tmp_path / "o")], tmp_path)
     assert res.returncode == 2 and "did you mean D2F-PushT-v0" in res.stderr
+    res = _cli(["--tasks", TASK, "--robustness", "D2F-OpenDoor-v0", "-o", str(tmp_path / "o")], tmp_path)
+    assert res.returncode == 2 and "D2F-OpenDoor-v0 not in --tasks" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_benchmark_package_imports_neither_torch_nor_the_envs(tmp_path):
+    code = ("import sys, flows.benchmark, flows.benchmark.cli; "
+            "print(sorted(m for m in ('torch', 'd2f_envs', 'd2f_rl', 'gymnasium', 'cv2') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------- corruptions

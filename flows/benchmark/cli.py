@@ -183,6 +183,10 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         if getattr(args, name) < (0 if name == "seeds" else 1):
             raise UsageError(f"--{name.replace('_', '-')}: must be {'>= 0' if name == 'seeds' else '>= 1'}, "
                              f"got {getattr(args, name)}")
+    robustness = _tasks(args.robustness, known, "--robustness", tasks)
+    outside = [t for t in robustness if t not in tasks]
+    if outside:
+        raise UsageError(f"--robustness: {', '.join(outside)} not in --tasks (the curves use the task's rendered demo)")
     if args.demo_fps is not None and not args.demo_fps > 0:
         raise UsageError(f"--demo-fps: must be > 0, got {args.demo_fps}")
     budget = None
@@ -197,7 +201,7 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
         seeds=args.seeds, task_seeds=_task_seeds(args.task_seeds, known), budget=budget,
         downstream=not args.no_downstream, train=args.train, train_steps=args.train_steps, train_algo=args.train_algo,
         train_params=list(args.train_params),
-        robustness_tasks=_tasks(args.robustness, known, "--robustness", tasks), corruptions=_corruptions(args.corruption),
+        robustness_tasks=robustness, corruptions=_corruptions(args.corruption),
         robustness_seeds=args.robustness_seeds,
         options=BuiltinOptions(max_points=args.max_points, seed=args.seed, depth_anything_model=args.depth_anything_model,
                                depth_calibration=args.depth_calibration, cotracker_checkpoint=args.cotracker_checkpoint,
