@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_results  # noqa: E402
 
-THRESHOLDS_CM = (1, 2, 4, 8)
+from flows.benchmark.metrics import THRESHOLDS_CM, flow_accuracy  # noqa: E402
 
 
 class _Timed:
@@ -58,31 +58,6 @@ class _Timed:
                     self.seconds += time.perf_counter() - t0
             return timed
         return getattr(self.inner, item)
-
-
-def accuracy(ext, gt, camera) -> dict:
-    """Errors of flow ``ext`` against ``gt`` (same points, same order)."""
-    both = ext.visible & gt.visible
-    d3 = np.linalg.norm(ext.points.astype(np.float64) - gt.points, axis=-1)
-    uv_e, _ = camera.project(ext.points)
-    uv_g, _ = camera.project(gt.points)
-    d2 = np.linalg.norm(uv_e - uv_g, axis=-1)
-    e = d3[both]
-    last = gt.visible[-1]
-    row = {
-        "points": int(ext.num_points), "frames": int(ext.num_frames),
-        "both_visible_fraction": float(both.mean()),
-        "epe3d_median_m": float(np.median(e)), "epe3d_mean_m": float(e.mean()),
-        "epe3d_p90_m": float(np.percentile(e, 90)),
-        "epe2d_median_px": float(np.median(d2[both])), "epe2d_mean_px": float(d2[both].mean()),
-        "final_epe3d_median_m": float(np.median(d3[-1, last])) if last.any() else float("nan"),
-        "all_samples_epe3d_median_m": float(np.median(d3)),
-        "visibility_agreement": float((ext.visible == gt.visible).mean()),
-        "extracted_visible_fraction": float(ext.visible.mean()), "gt_visible_fraction": float(gt.visible.mean()),
-    }
-    for c in THRESHOLDS_CM:
-        row[f"within_{c}cm"] = float((e <= c / 100).mean())
-    return row
 
 
 def solvability(env_id: str, flow_path: str, seeds: int, true_tracks_path: str) -> dict:
@@ -161,13 +136,13 @@ def run_task(env_id: str, width: int, height: int, write_data: bool, seeds: int,
     # the same extraction with the true 2D tracks: the error of depth + lifting + camera alone
     oracle = extract_flow(demo.frames, demo.camera, mask=demo.object_masks[0], tracker=GroundTruthTracker(demo),
                           depth="measured", depth_data=demo.depth, progress=False, task=env_id)
-    oracle_acc = accuracy(oracle, ground_truth_for_points(demo, oracle)[0], demo.camera)
+    oracle_acc = flow_accuracy(oracle, ground_truth_for_points(demo, oracle)[0], demo.camera)
     row = {"env": env_id, "width": width, "height": height, "camera": demo.camera_name, "motion": motion,
            "anchored_at_frame0": float((anchor == 0).mean()),
            "queries": int(ext.extra["extraction"]["num_queries"]), "commands": [render_cmd, extract_cmd]}
-    row.update(accuracy(ext, gt, demo.camera))
+    row.update(flow_accuracy(ext, gt, demo.camera))
     if alone is not None:
-        row["tracker_alone"] = accuracy(alone, ground_truth_for_points(demo, alone)[0], demo.camera)
+        row["tracker_alone"] = flow_accuracy(alone, ground_truth_for_points(demo, alone)[0], demo.camera)
     row.update({f"oracle_tracks_{k}": oracle_acc[k] for k in ("epe3d_median_m", "epe3d_mean_m", "final_epe3d_median_m")})
     row.update({
         "render_ms_per_frame": 1e3 * demo.timings["render_s_per_frame"],
