@@ -7,10 +7,11 @@ One short SAC run of ``train.py`` on D2F-PushT-v0 (tiny network, a checkpoint
 with its replay buffer every 40 env steps, ``--keep-checkpoints 1``), as a
 subprocess. The first process is killed within 3 s after its first checkpoint;
 each later one is ``train.py --resume`` of the same run folder, killed with
-SIGKILL at a moment drawn uniformly (seeded): every second kill within 2 s after
-the process wrote its first checkpoint (training, with a checkpoint write every
-few tenths of a second), the others anywhere in the process's life (the imports,
-loading the checkpoint and replay buffer, training, writing checkpoints).
+SIGKILL at a moment drawn uniformly (seeded), in turn: within 2 s after the
+process wrote its first checkpoint (training), within 50 ms after a checkpoint
+write began (its temporary folder appeared: mid-save), and anywhere in the
+process's life (the imports, loading the checkpoint and replay buffer, training,
+writing checkpoints).
 After every kill:
 
 * the newest checkpoint (``d2f_rl.callbacks.latest_checkpoint``) loads: the
@@ -88,8 +89,8 @@ def check_run(run_dir: Path) -> dict:
     venv = DummyVecEnv([lambda: gym.make(ENV_ID)])
     VecNormalize.load(str(ckpt / VECNORM_FILE), venv)
     venv.close()
-    hidden = [q.name for q in root.iterdir() if q.name.startswith(".") and q.name.endswith(".tmp")]
-    return {"checkpoint": ckpt.name, "steps": step, "half_written_hidden": len(hidden)}
+    hidden = sorted(q.name for q in root.iterdir() if q.name.startswith(".") and q.name.endswith(".tmp"))
+    return {"checkpoint": ckpt.name, "steps": step, "hidden_tmp": hidden}
 
 
 def kill_resume(kills: int, seed: int, workdir: Path, log=print) -> dict:
@@ -107,6 +108,8 @@ def kill_resume(kills: int, seed: int, workdir: Path, log=print) -> dict:
             cmd = [sys.executable, "train.py", "--resume", "-f", str(run_dir), "-n", FOREVER, "--no-progress",
                    "--num-threads", "1", "--no-wandb"]
         out = workdir / f"proc_{k}.log"
+        ckpt_root = run_dir / "checkpoints"
+        hidden_before = {p.name for p in ckpt_root.iterdir()} if ckpt_root.is_dir() else set()
         t0 = time.perf_counter()
         with open(out, "w") as f:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT)
@@ -121,7 +124,19 @@ def kill_resume(kills: int, seed: int, workdir: Path, log=print) -> dict:
                     time.sleep(0.02)
                 life = time.perf_counter() - t0
                 delay = life + rng.uniform(0.0, 3.0)
-            elif k % 2 == 1:
+            elif k % 3 == 2:
+                # during a checkpoint write: as soon as atomic_dir's temporary folder appears, then
+                # up to 50 ms later (a tiny model's checkpoint takes a few tens of ms to write)
+                root = run_dir / "checkpoints"
+                before = {p.name for p in root.iterdir()}
+                while not any(p.name.endswith(".tmp") and p.name not in before for p in root.iterdir()):
+                    if proc.poll() is not None:
+                        raise AssertionError(f"train.py ended ({proc.returncode}): {out.read_text()[-2000:]}")
+                    if time.perf_counter() - t0 > 300:
+                        raise AssertionError("the resumed run wrote no checkpoint in 300 s")
+                    time.sleep(0.001)
+                delay = time.perf_counter() - t0 + rng.uniform(0.0, 0.05)
+            elif k % 3 == 1:
                 # in training: within 2 s after the resumed run wrote its first checkpoint (-v 1 prints
                 # "checkpoint: ..."), when it writes one every few tenths of a second
                 while "checkpoint: " not in out.read_text():
@@ -147,6 +162,8 @@ def kill_resume(kills: int, seed: int, workdir: Path, log=print) -> dict:
         row = {"kill": k, "at_s": round(at, 3), "resumed_from": int(loaded.group(1)) if loaded else None}
         try:
             row.update(check_run(run_dir))
+            # this process's own half-written folders (a resume removes older ones, unless killed first)
+            row["half_written_hidden"] = len(set(row.pop("hidden_tmp")) - hidden_before)
             assert row["steps"] >= last_steps, f"step count went back: {row['steps']} < {last_steps}"
             if k > 0 and loaded:
                 assert row["resumed_from"] == last_steps, f"resumed from {row['resumed_from']}, newest was {last_steps}"
