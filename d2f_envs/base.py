@@ -26,8 +26,8 @@ import dataclasses
 import importlib
 import inspect
 import math
-import re
 import os
+import re
 from collections import deque
 from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
@@ -158,7 +158,8 @@ class FlowEnv(gym.Env):
         # the start noises are tuned at 1; at 10 the T-block already starts 20 cm and the cabinet
         # 1 rad off their nominal poses, so anything larger is a typo, not an experiment
         "reset_noise_scale": Number(lo=0.0, hi=10.0),
-        # 8192: the largest offscreen framebuffer common OpenGL drivers allocate
+        # the offscreen framebuffer is sized to these (rendering.make_renderer): the bound catches
+        # a typo (32000) before it asks the GL driver for gigabytes
         "width": Integer(lo=1, hi=8192, unit="of pixels"),
         "height": Integer(lo=1, hi=8192, unit="of pixels"),
         "obs_mode": Choice(OBS_MODES),
