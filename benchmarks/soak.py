@@ -155,9 +155,10 @@ def report(parts: Path, out: Path, steps: int) -> dict:
     md = [f"Machine: {machine()}.", "",
           f"Soak: target {steps:,} env steps per (task, robot), the action source cycling {', '.join(SOURCES)} "
           f"per episode. Command: `{cmd}` (pairs may run in separate processes with `--pair ENV:ROBOT`; "
-          "each pair resumes from its part file).", "",
+          "each pair resumes from its part file). wall: seconds of stepping, on a machine shared with other "
+          "jobs, so it measures the load as much as the env (benchmarks/env_step.py measures speed).", "",
           "| env | robot | steps | random / max-magnitude / bang-bang steps | episodes | crashes | non-finite obs/reward "
-          "| divergences caught | finished | CPU-bound wall |",
+          "| divergences caught | finished | wall |",
           "|---|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         by = " / ".join(f"{r['steps_by_source'][s]:,}" for s in SOURCES)
