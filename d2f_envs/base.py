@@ -22,11 +22,14 @@ to fit a rigid transform to) and overrides the two observation override points:
 """
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import importlib
+import inspect
 import math
 import os
+import re
 from collections import deque
-from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 import gymnasium as gym
 import mujoco
@@ -35,7 +38,10 @@ from gymnasium import spaces
 
 from flows import FlowFormatError, ObjectFlow, farthest_point_sampling, shipped_flow
 from .bindings import PieceSetBinding, PointBinding, RigidBinding
-from .reward import FlowTrackingReward, RewardScales
+from .kwargs import (
+    Arg, Choice, FlowSource, Integer, Number, Robot, Validated, Weights, check_kwargs, reject_unknown_kwargs,  # noqa: F401  (re-exported)
+)
+from .reward import ALIGNMENTS, FlowTrackingReward, RewardScales
 from .robots import ROBOT_ALIASES, make_robot
 from .robots.controller import ControllerConfig, EndEffectorController
 from .sim2real import (
@@ -64,14 +70,20 @@ def resolve_flow(flow: FlowLike, env_id: str) -> ObjectFlow:
     raise TypeError(f"flow: expected None, a path or an ObjectFlow, got {type(flow).__name__}")
 
 
-def reject_unknown_kwargs(cls: type, unknown: Dict[str, Any], valid: Sequence[str]) -> None:
-    if not unknown:
-        return
-    parts = []
-    for name in sorted(unknown):
-        close = difflib.get_close_matches(name, valid, n=1)
-        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise TypeError(f"{cls.__name__} got unknown keyword argument(s) {', '.join(parts)}; valid: {sorted(valid)}")
+class FlowMismatchError(FlowFormatError):
+    """A valid flow that does not fit the env: made for another task or object, or not placed in
+    the task's scene (``.field`` says which: ``task``, ``object_name`` or ``points``)."""
+
+
+def _check_real_obs(value, kwargs) -> None:
+    if value is not None and kwargs.get("obs_mode", "state") != "real":
+        raise ValueError("real_obs configures the tracker of obs_mode='real'; pass obs_mode='real' too")
+    if value is not None:
+        validate_real_obs(value)
+
+
+def _words(name: str) -> set:
+    return set(re.findall(r"[a-z0-9]+", name.lower()))
 
 
 class FlowEnv(gym.Env):
@@ -141,6 +153,51 @@ class FlowEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
+    #: the checks of this class's own constructor arguments (subclasses add theirs; see
+    #: d2f_envs.kwargs and kwarg_specs()). Every argument of every env is declared here or in a task.
+    kwarg_spec: ClassVar[Dict[str, Arg]] = {
+        "flow": FlowSource(),
+        "robot": Robot(),
+        "render_mode": Choice(("rgb_array",), none_ok=True),
+        "alignment": Choice(ALIGNMENTS),
+        "lookahead": Number(lo=0.0, unit="of seconds"),
+        "max_lag": Number(lo=0.0, none_ok=True, unit="of seconds"),
+        "reward_scales": Weights(keys=tuple(f.name for f in dataclasses.fields(RewardScales)),
+                                 # a negative weight would turn a term's meaning around (pay for error)
+                                 value=Number(lo=0.0)),
+        "reward_sigma": Number(lo=0.0, lo_open=True, unit="(m)"),
+        "success_threshold": Number(lo=0.0, lo_open=True, unit="(m)"),
+        # the start noises are tuned at 1; at 10 the T-block already starts 20 cm and the cabinet
+        # 1 rad off their nominal poses, so anything larger is a typo, not an experiment
+        "reset_noise_scale": Number(lo=0.0, hi=10.0),
+        # the offscreen framebuffer is sized to these (rendering.make_renderer): the bound catches
+        # a typo (32000) before it asks the GL driver for gigabytes
+        "width": Integer(lo=1, hi=8192, unit="of pixels"),
+        "height": Integer(lo=1, hi=8192, unit="of pixels"),
+        "obs_mode": Choice(OBS_MODES),
+        "real_obs": Validated(_check_real_obs, "None or a dict of tracker settings (with obs_mode='real')"),
+        "randomize": Validated(lambda v, kw: validate_randomize(v, kw.get("obs_mode", "state")),
+                               "None or a dict of (low, high) ranges"),
+    }
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # checked before any __init__ runs: a task's __init__ uses its own arguments before it
+        # calls the base's, and nothing is built for an argument that is wrong
+        if args:
+            bound = inspect.signature(cls.__init__).bind_partial(None, *args).arguments
+            bound.pop(next(iter(bound)))  # self
+            kwargs = {**bound, **kwargs}
+        check_kwargs(cls, kwargs)
+        return super().__new__(cls)
+
+    @classmethod
+    def kwarg_specs(cls) -> Dict[str, Arg]:
+        """Every constructor argument's check, the base's first, a subclass's overriding."""
+        out: Dict[str, Arg] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(vars(klass).get("kwarg_spec", {}))
+        return out
+
     # ---- task constants (override in subclasses)
     env_id: ClassVar[str] = ""
     #: "rigid" | "articulated" | "deformable" | "granular"
@@ -169,6 +226,16 @@ class FlowEnv(gym.Env):
     #: re-anchor the flow rigidly to the object's start at each reset (needs point correspondence;
     #: False: the flow is used in the world frame as given)
     reanchor_flow: ClassVar[bool] = True
+    #: words that name this task's object in a flow's ``object_name`` (lower case; see
+    #: _check_flow_labels). Names of other tasks' objects only refuse a flow when none of these match.
+    object_words: ClassVar[Tuple[str, ...]] = ()
+    #: every visible point of every flow frame must lie within the TCP workspace box grown by this
+    #: (m): the object may reach beyond the TCP's box (a door's far edge), but not by more
+    flow_scene_margin: ClassVar[float] = 0.25
+    #: the flow's frame 0 must start on the object: the median distance (m) of its visible points to
+    #: the object's nominal geometry at most this. Rigid flows are re-anchored at reset, so an offset of
+    #: a few cm (a camera calibration error) is harmless; tens of cm means another frame or scene.
+    flow_on_object_tol: ClassVar[float] = 0.10
 
     def __init__(
         self,
@@ -187,28 +254,12 @@ class FlowEnv(gym.Env):
         obs_mode: str = "state",
         real_obs: Optional[Dict[str, Any]] = None,
         randomize: Optional[Dict[str, Any]] = None,
-        **unknown: Any,
     ):
-        reject_unknown_kwargs(type(self), unknown, self.valid_kwargs())
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if real_obs is not None and obs_mode != "real":
-            raise ValueError("real_obs configures the tracker of obs_mode='real'; pass obs_mode='real' too")
+        # every argument was checked by __new__ (kwarg_spec); here they are only normalised
         self.obs_mode = obs_mode
         self.real_obs = validate_real_obs(real_obs) if obs_mode == "real" else None
         randomize = validate_randomize(randomize, obs_mode)
-        requested = robot
-        robot = self.robots[0] if robot is None else ROBOT_ALIASES.get(robot, robot) if isinstance(robot, str) else robot
-        if robot not in self.robots:
-            raise ValueError(f"{self.env_id}: robot {requested!r} is not supported; choose from {list(self.robots)}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if reset_noise_scale < 0:
-            raise ValueError(f"reset_noise_scale must be >= 0, got {reset_noise_scale}")
-        if lookahead < 0:
-            raise ValueError(f"lookahead (seconds) must be >= 0, got {lookahead}")
-        if max_lag is not None and max_lag < 0:
-            raise ValueError(f"max_lag (seconds) must be None or >= 0, got {max_lag}")
+        robot = self.robots[0] if robot is None else ROBOT_ALIASES.get(robot, robot)
         self.render_mode = render_mode
         self.robot_name = robot
         self.reset_noise_scale = float(reset_noise_scale)
@@ -217,11 +268,8 @@ class FlowEnv(gym.Env):
 
         # ---- flow: the one format, resampled to the control rate
         source_flow = resolve_flow(flow, self.env_id)
-        if source_flow.task and source_flow.task != self.env_id:
-            raise FlowFormatError(
-                source_flow.origin, "task",
-                f"the flow was made for {source_flow.task!r}, not {self.env_id!r}",
-            )
+        self._check_flow_labels(source_flow)
+        self._check_flow_in_scene(source_flow)
         self.source_flow = source_flow
         self.flow = source_flow.resample(1.0 / self.control_dt).subsample(self.reward_points)
 
@@ -241,6 +289,7 @@ class FlowEnv(gym.Env):
         mujoco.mj_resetData(self.model, self.data)
         self._set_nominal_state()
         mujoco.mj_forward(self.model, self.data)
+        self._check_flow_on_object(source_flow)
         self.binding.bind(self.model, self.data, self.flow.points[0])
         scales = RewardScales(**(reward_scales or {}))
         self.reward_fn = FlowTrackingReward(
@@ -295,8 +344,6 @@ class FlowEnv(gym.Env):
     # ------------------------------------------------------------------ kwargs
     @classmethod
     def valid_kwargs(cls) -> Tuple[str, ...]:
-        import inspect
-
         names = []
         for klass in cls.__mro__:
             if "__init__" in vars(klass):
@@ -304,6 +351,67 @@ class FlowEnv(gym.Env):
                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names:
                         names.append(p.name)
         return tuple(names)
+
+    # ------------------------------------------------------------------ flow / env match
+    def _check_flow_labels(self, flow: ObjectFlow) -> None:
+        """Refuse a flow whose meta names another task, or another task's object.
+
+        ``object_name`` is free text (``python -m flows extract --object NAME``), so a name is only
+        refused when it has a word of another task's ``object_words`` and none of this task's:
+        "cabinet door" in the drawer env is, "handle" or "" is not.
+        """
+        if flow.task and flow.task != self.env_id:
+            raise FlowMismatchError(flow.origin, "task", f"the flow was made for {flow.task!r}, not {self.env_id!r}")
+        words = _words(flow.object_name)
+        if not words or words & set(self.object_words):
+            return
+        from . import ENV_IDS
+
+        for env_id, (entry_point, _) in ENV_IDS.items():
+            module, name = entry_point.split(":")
+            other = getattr(importlib.import_module(module), name)
+            hit = words & set(other.object_words)
+            if env_id != self.env_id and hit:
+                raise FlowMismatchError(
+                    flow.origin, "object_name",
+                    f"the flow's object {flow.object_name!r} is {env_id}'s object ({sorted(hit)[0]!r}), not "
+                    f"{self.env_id}'s (words {list(self.object_words)}); pass the flow to {env_id}, or set "
+                    "object_name to name this task's object",
+                )
+
+    def _check_flow_in_scene(self, flow: ObjectFlow) -> None:
+        """Refuse a flow with a visible point far outside the task's scene (see ``flow_scene_margin``)."""
+        lo = np.asarray(self.workspace[0], dtype=np.float64) - self.flow_scene_margin
+        hi = np.asarray(self.workspace[1], dtype=np.float64) + self.flow_scene_margin
+        p = flow.points.astype(np.float64)
+        out = np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=2)
+        out[~flow.visible] = 0.0
+        if out.max() > 0.0:
+            t, i = np.unravel_index(int(out.argmax()), out.shape)
+            n = int((out > 0).sum())
+            raise FlowMismatchError(
+                flow.origin, "points",
+                f"visible point {i} of frame {t} at {[round(float(x), 3) for x in p[t, i]]} m is {out[t, i]:.3f} m outside "
+                f"{self.env_id}'s scene box {np.round(lo, 3).tolist()}..{np.round(hi, 3).tolist()} (the TCP "
+                f"workspace grown by {self.flow_scene_margin} m; {n} of {int(flow.visible.sum())} visible points "
+                "are outside): is the flow in the robot-base (world) frame, in metres?",
+            )
+
+    def _check_flow_on_object(self, flow: ObjectFlow) -> None:
+        """Refuse a flow whose frame 0 does not start on the object (see ``flow_on_object_tol``);
+        the model is in its nominal state, where the binding attaches frame 0."""
+        vis = np.flatnonzero(flow.visible[0])
+        d = self.binding.object_distance(self.model, self.data, flow.points[0, vis])
+        med = float(np.median(d))
+        if med > self.flow_on_object_tol:
+            k = int(d.argmax())
+            raise FlowMismatchError(
+                flow.origin, "points",
+                f"frame 0 does not start on {self.env_id}'s object: its visible points lie a median {med:.3f} m "
+                f"from the object at its nominal pose (at most {self.flow_on_object_tol} m expected; point {vis[k]} "
+                f"is farthest, {d[k]:.3f} m, at {[round(float(x), 3) for x in flow.points[0, vis[k]]]} m): a flow must start "
+                "where the task's object is (its frame 0 is bound to the object)",
+            )
 
     # ------------------------------------------------------------------ override points
     def _build_scene(self) -> mujoco.MjSpec:

@@ -29,6 +29,38 @@ class PointBinding(ABC):
     def points(self, data: mujoco.MjData) -> np.ndarray:
         """Current (N, 3) positions of the bound points, float64, world frame."""
 
+    @abstractmethod
+    def object_distance(self, model: mujoco.MjModel, data: mujoco.MjData, points: np.ndarray) -> np.ndarray:
+        """(N,) distance (m) of each world point to the object as it is in ``data`` (0 inside).
+
+        The env checks with it that a flow starts on its object (``FlowEnv.flow_on_object_tol``):
+        a flow in another frame or for another scene would otherwise bind silently to empty space.
+        """
+
+
+def _descendants(model: mujoco.MjModel, body: int) -> np.ndarray:
+    """``body`` and every body below it in the kinematic tree."""
+    ids = [body]
+    for b in range(body + 1, model.nbody):  # MuJoCo numbers a parent before its children
+        if model.body_parentid[b] in ids:
+            ids.append(b)
+    return np.asarray(ids)
+
+
+def geom_box_distance(model: mujoco.MjModel, data: mujoco.MjData, geoms: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N,) distance of each point to the nearest of ``geoms``' bounding boxes (``geom_aabb``,
+    in each geom's frame): exact for boxes, an under-estimate for rounder shapes, which is the
+    safe side for a check that refuses flows far from the object."""
+    p = np.asarray(points, dtype=np.float64)
+    if len(geoms) == 0:
+        return np.full(len(p), np.inf)
+    aabb = model.geom_aabb[geoms]  # (G, 6): centre (geom frame), half sizes
+    R = data.geom_xmat[geoms].reshape(-1, 3, 3)
+    centre = data.geom_xpos[geoms] + np.einsum("gij,gj->gi", R, aabb[:, :3])
+    local = np.einsum("gji,ngj->ngi", R, p[:, None, :] - centre[None])  # R^T (p - c), (N, G, 3)
+    out = np.maximum(np.abs(local) - aabb[None, :, 3:], 0.0)
+    return np.sqrt((out ** 2).sum(axis=2)).min(axis=1)
+
 
 class RigidBinding(PointBinding):
     """Points fixed in the frame of body ``body`` (a rigid object or an articulated link)."""
@@ -51,6 +83,12 @@ class RigidBinding(PointBinding):
         out = self._local @ data.xmat[i].reshape(3, 3).T
         out += data.xpos[i]
         return out
+
+    def object_distance(self, model, data, points):
+        bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, self.body)
+        # the body and what hangs from it (a door's handle, say): they all move with it
+        geoms = np.flatnonzero(np.isin(model.geom_bodyid, _descendants(model, bid)))
+        return geom_box_distance(model, data, geoms, points)
 
     def pose(self, data) -> np.ndarray:
         """The bound body's 4x4 world pose."""
@@ -150,6 +188,18 @@ class FlexBinding(PointBinding):
         self._r = np.einsum("nij,ni->nj", self._frames(x, self._tri), p - q[rows, best])
         self._off = np.flatnonzero(np.linalg.norm(self._r, axis=1) > self.on_surface_tol)
 
+    def object_distance(self, model, data, points):
+        fid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, self.flex)
+        vadr, vnum = int(model.flex_vertadr[fid]), int(model.flex_vertnum[fid])
+        ea, en = int(model.flex_elemdataadr[fid]), int(model.flex_elemnum[fid])
+        tris = model.flex_elem[ea:ea + 3 * en].reshape(en, 3).astype(np.int64)
+        x = np.asarray(data.flexvert_xpos[vadr:vadr + vnum], dtype=np.float64)
+        p = np.asarray(points, dtype=np.float64)
+        a, b, c = (x[tris[:, k]][None] for k in range(3))
+        bary = self.closest_on_triangles(p[:, None], a, b, c)
+        q = bary[..., 0:1] * a + bary[..., 1:2] * b + bary[..., 2:3] * c
+        return np.linalg.norm(p[:, None] - q, axis=2).min(axis=1)
+
     @staticmethod
     def _frames(x: np.ndarray, tri: np.ndarray) -> np.ndarray:
         """(M, 3, 3) orthonormal frames of triangles ``tri``, columns: first edge, in-plane
@@ -217,6 +267,11 @@ class PieceSetBinding(PointBinding):
         if points0.ndim != 2 or points0.shape[1] != 3:
             raise ValueError(f"PieceSetBinding: flow frame 0 of shape {points0.shape}, expected (N, 3)")
         self._ids = np.asarray(ids, dtype=np.intp)
+
+    def object_distance(self, model, data, points):
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in self.bodies]
+        geoms = np.flatnonzero(np.isin(model.geom_bodyid, ids))
+        return geom_box_distance(model, data, geoms, points)
 
     def points(self, data):
         return data.xpos[self._ids]  # fancy indexing: a new (M, 3) float64 array

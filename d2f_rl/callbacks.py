@@ -88,18 +88,67 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path, keep: int = 2, replay_b
     target = Path(run_dir) / CHECKPOINTS / f"step_{model.num_timesteps:09d}"
     with atomic_dir(target) as tmp:
         save_model_files(model, tmp, replay_buffer=replay_buffer)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    for ckpt in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        name = f"step_{_checkpoint_step(ckpt):09d}"
+        for old in (ckpt.parent / name, ckpt.parent / f".{name}.old"):  # and a copy that would take its place
+            if not old.exists():
+                continue
+            # out of sight first (one rename), then deleted: a kill during the deletion leaves a
+            # hidden folder, never a half-deleted step_<N> that looks like a checkpoint
+            gone = old.parent / f".{old.name}.{os.getpid()}.deleting"
+            try:
+                os.replace(old, gone)
+            except OSError:
+                continue
+            shutil.rmtree(gone, ignore_errors=True)
     return target
 
 
+def _checkpoint_step(path: Path) -> Optional[int]:
+    """N of ``step_<N>``, or of ``.step_<N>.old`` (atomic_dir's copy of a folder being replaced:
+    complete, and the only copy if the process died between its two renames); else None."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".old"):
+        name = name[1:-4]
+    if name.startswith("step_") and name[5:].isdigit():
+        return int(name[5:])
+    return None
+
+
 def list_checkpoints(run_dir: Path) -> List[Path]:
-    """Complete checkpoint folders, oldest first (temporary folders are ignored)."""
+    """Complete checkpoint folders, oldest first (temporary and half-deleted folders are ignored).
+
+    Complete means ``meta.json`` is there: save_model_files writes it last, and atomic_dir only
+    renames a finished folder into place.
+    """
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / MODEL_FILE).is_file()]
-    return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
+    found: Dict[int, Path] = {}
+    for p in root.iterdir():
+        step = _checkpoint_step(p)
+        if step is None or not p.is_dir() or not (p / MODEL_FILE).is_file() or not (p / META_FILE).is_file():
+            continue
+        if step not in found or found[step].name.startswith("."):  # step_<N> over its .old copy
+            found[step] = p
+    return [found[k] for k in sorted(found)]
+
+
+def remove_stale_checkpoint_files(run_dir: Path) -> List[str]:
+    """Delete what a killed process left half-written in ``checkpoints/`` (``.step_<N>.*.tmp``
+    folders of atomic_dir, ``.deleting`` folders of the pruning); returns their names.
+
+    Called when a run resumes (this process is then the run's only writer): a SAC checkpoint
+    killed mid-save would otherwise keep a partial replay buffer on disk for good. The ``.old``
+    copy atomic_dir keeps while replacing a folder is complete and is left alone.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    gone = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".deleting")):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
 
 
 def latest_checkpoint(run_dir: Path) -> Optional[Path]:

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU per env step than a single env, benchmarks/vector_env.py), else dummy")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in -f (a run folder) or the latest <algo>/<env> run under -f "
-                        "from its last checkpoint")
+                        "from its last checkpoint, with the run's own " + ", ".join(
+                            "--" + k.replace("_", "-") for k in RESUME_KEEPS) + " unless given again")
     p.add_argument("-conf", "--conf-file", type=str, default=None,
                    help="hyperparameter YAML keyed by env id; None: d2f_rl/hyperparams/<algo>.yml")
     p.add_argument("-params", "--hyperparams", type=str, nargs="+", action=StoreDict, default=None,
@@ -117,9 +118,26 @@ def _resolve_resume_dir(args) -> Path:
     return run
 
 
+#: flags a resumed run takes from the run's args.yml unless given again: without this a run
+#: checkpointing every 40 steps would resume checkpointing every 50k (the flag's default)
+RESUME_KEEPS = ("save_freq", "keep_checkpoints", "eval_freq", "eval_episodes", "save_replay_buffer", "vec_env")
+
+
+def _given_flags(parser: argparse.ArgumentParser, argv: List[str]) -> set:
+    """The ``dest`` of every option that appears on the command line ``argv``."""
+    given = set()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
 def main(argv: Optional[List[str]] = None) -> Path:
     """Train; returns the run folder."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = _given_flags(parser, sys.argv[1:] if argv is None else argv)
     cmd = command_line(argv)
     from .rollout import check_env_args, import_env_packages, make_env
 
@@ -140,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
     from .callbacks import (
         REPLAY_FILE, VECNORM_FILE, AtomicCheckpointCallback, FlowEvalCallback, latest_checkpoint, load_replay_buffer,
-        save_checkpoint,
+        remove_stale_checkpoint_files, save_checkpoint,
     )
     from .zoo_layout import write_zoo_layout
 
@@ -158,10 +176,16 @@ def main(argv: Optional[List[str]] = None) -> Path:
             args.algo = saved_args["algo"]
             algo_cls = {"sac": SAC, "ppo": PPO}[args.algo]
         args.env = saved_args["env"]
+        for key in RESUME_KEEPS:
+            if key not in given and key in saved_args:
+                setattr(args, key, saved_args[key])
         hyperparams = read_yaml(run_dir / "config.yml")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise SystemExit(f"--resume: {run_dir} has no checkpoint yet (checkpoints/step_<N>)")
+        stale = remove_stale_checkpoint_files(run_dir)
+        if stale:
+            print(f"removed {len(stale)} half-written checkpoint folder(s) of a killed run: {', '.join(stale)}")
         seed = int(saved_args["seed"])
         total = args.n_timesteps if args.n_timesteps > 0 else int(saved_args["n_timesteps"])
         gym_packages = saved_args.get("gym_packages", []) + args.gym_packages

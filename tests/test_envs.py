@@ -307,6 +307,67 @@ def test_flow_for_another_task_is_refused(env_id, tmp_path):
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
+def test_flow_of_another_tasks_object_is_refused(env_id):
+    from d2f_envs.base import FlowMismatchError
+
+    others = [i for i in ENV_IDS if i != env_id]
+    for other in others:
+        name = f"the {env_class(other).object_words[0]}"
+        with pytest.raises(FlowMismatchError) as exc:
+            gym.make(env_id, flow=shipped_flow(env_id).replace(task="", object_name=name))
+        assert exc.value.field == "object_name" and repr(name) in str(exc.value) and other in str(exc.value)
+    # free text naming nothing known, or this task's object, is accepted
+    for name in ("thing to move", f"red {env_class(env_id).object_words[0]}"):
+        gym.make(env_id, flow=shipped_flow(env_id).replace(task="", object_name=name)).close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_flow_far_outside_the_scene_is_refused(env_id):
+    from d2f_envs.base import FlowMismatchError
+
+    flow = shipped_flow(env_id)
+    lifted = flow.transform(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1.0]]))  # 1.5 m up
+    with pytest.raises(FlowMismatchError) as exc:
+        gym.make(env_id, flow=lifted)
+    msg = str(exc.value)
+    assert exc.value.field == "points" and "outside" in msg
+    # which frame and point, where, and how far
+    i, t, dist = re.search(r"visible point (\d+) of frame (\d+) at \[.*\] m is ([0-9.]+) m outside", msg).groups()
+    hi = np.asarray(env_class(env_id).workspace[1]) + env_class(env_id).flow_scene_margin
+    assert float(dist) == pytest.approx(float(lifted.points[int(t), int(i), 2]) - hi[2], abs=2e-3)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_flow_that_does_not_start_on_the_object_is_refused(env_id):
+    """A flow inside the scene but not on the object: frame 0 (static flow) at the workspace's corner."""
+    from d2f_envs.base import FlowMismatchError
+
+    flow = shipped_flow(env_id)
+    cls = env_class(env_id)
+    p0 = flow.points[0].astype(np.float64)
+    shift = np.r_[np.asarray(cls.workspace[0][:2]) - p0.mean(axis=0)[:2], 0.0]
+    static = np.repeat((p0 + shift)[None], flow.num_frames, axis=0).astype(np.float32)
+    moved = flow.replace(points=static, visible=np.repeat(flow.visible[:1], flow.num_frames, axis=0))
+    with pytest.raises(FlowMismatchError) as exc:
+        gym.make(env_id, flow=moved)
+    msg = str(exc.value)
+    assert exc.value.field == "points" and "frame 0 does not start on" in msg
+    median = float(re.search(r"a median ([0-9.]+) m from the object", msg).group(1))
+    assert median > cls.flow_on_object_tol and re.search(r"point \d+ is farthest, [0-9.]+ m, at \[", msg)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_extracted_and_ground_truth_flows_are_accepted(env_id):
+    """The flows the extraction pipeline made from the rendered demonstrations pass the placement checks."""
+    from flows.shipped import shipped_extracted_path, shipped_ground_truth_path
+
+    for path in (shipped_extracted_path(env_id), shipped_ground_truth_path(env_id)):
+        env = gym.make(env_id, flow=path)
+        env.reset(seed=0)
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_missing_flow_file(env_id, tmp_path):
     missing = tmp_path / "does_not_exist.npz"
     for flow in (missing, str(missing)):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..assets import load_asset
 from ..base import FlowEnv
+from ..kwargs import Number
 from ..bindings import RigidBinding
 
 
@@ -101,9 +102,10 @@ class ArticulatedEnv(FlowEnv):
     cabinet_yaw_noise: ClassVar[float] = 0.1
     tcp_noise: ClassVar[float] = 0.03
 
+    # None: derived from the joint criterion (_derived_threshold)
+    kwarg_spec = {"success_threshold": Number(lo=0.0, lo_open=True, none_ok=True, unit="(m)")}
+
     def __init__(self, success_threshold: Optional[float] = None, **kwargs: Any):
-        if success_threshold is not None and not success_threshold > 0:
-            raise ValueError(f"success_threshold must be > 0 (or None: derived), got {success_threshold}")
         super().__init__(success_threshold=1.0 if success_threshold is None else success_threshold, **kwargs)
         m = self.model
         jnt = m.joint(self.link_joint)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..assets import load_asset
 from ..base import FlowEnv
+from ..kwargs import Number
 from ..bindings import FlexBinding
 from ..robots.controller import EndEffectorController
 from ..robots.gripper import ParallelJawGripper
@@ -354,6 +355,13 @@ class CoverBowlEnv(FlowEnv):
     #: a cloth vertex farther than this from the origin along any axis (m) means the physics diverged
     divergence_radius = 3.0
 
+    kwarg_spec = {
+        "coverage_threshold": Number(lo=0.0, hi=1.0, lo_open=True, unit="(fraction of the opening)"),
+        # at most the bowl's depth: the covered test's plane must stay inside the bowl
+        "cover_sag": Number(lo=0.0, hi=BOWL_RIM_HEIGHT, unit="(m)"),
+    }
+    object_words = ("cloth", "towel", "napkin", "fabric", "rag", "sheet", "shirt", "tshirt")
+
     def __init__(
         self,
         success_threshold: float = 0.05,
@@ -361,12 +369,6 @@ class CoverBowlEnv(FlowEnv):
         cover_sag: float = BOWL_HEIGHT / 2,
         **kwargs: Any,
     ):
-        if not success_threshold > 0:
-            raise ValueError(f"success_threshold must be > 0 (m), got {success_threshold}")
-        if not 0.0 < coverage_threshold <= 1.0:
-            raise ValueError(f"coverage_threshold must be in (0, 1], got {coverage_threshold}")
-        if not 0.0 <= cover_sag <= BOWL_RIM_HEIGHT:
-            raise ValueError(f"cover_sag must be in [0, {BOWL_RIM_HEIGHT}] m (the bowl's depth), got {cover_sag}")
         self.coverage_threshold = float(coverage_threshold)
         self.cover_sag = float(cover_sag)
         super().__init__(success_threshold=success_threshold, **kwargs)

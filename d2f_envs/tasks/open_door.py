@@ -5,6 +5,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from ..kwargs import Number
 from .articulated import ArticulatedEnv
 
 #: geoms whose visible surfaces carry the flow's points, and the direction a camera in front looks
@@ -148,9 +149,11 @@ class OpenDoorEnv(ArticulatedEnv):
     workspace = ((-0.3, -0.3, 0.03), (0.4, 0.4, 0.5))
     tcp_home = (-0.02, 0.0, 0.32)
 
+    # 100 degrees: the hinge's range
+    kwarg_spec = {"angle_threshold": Number(lo=0.0, hi=100.0, lo_open=True, unit="of degrees")}
+    object_words = ("door",)
+
     def __init__(self, angle_threshold: float = 60.0, **kwargs: Any):
-        if not 0.0 < angle_threshold <= 100.0:
-            raise ValueError(f"angle_threshold must be in (0, 100] degrees, got {angle_threshold}")
         self.angle_threshold = float(angle_threshold)
         super().__init__(**kwargs)
 

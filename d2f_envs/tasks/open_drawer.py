@@ -5,6 +5,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from ..kwargs import Number
 from .articulated import ArticulatedEnv
 
 #: geoms whose visible surfaces carry the flow's points, and the direction a camera in front looks
@@ -140,9 +141,10 @@ class OpenDrawerEnv(ArticulatedEnv):
     workspace = ((-0.25, -0.3, 0.03), (0.4, 0.3, 0.45))
     tcp_home = (-0.02, 0.0, 0.28)
 
+    kwarg_spec = {"open_fraction": Number(lo=0.0, hi=1.0, lo_open=True, unit="(fraction of the slide's range)")}
+    object_words = ("drawer",)
+
     def __init__(self, open_fraction: float = 0.9, **kwargs: Any):
-        if not 0.0 < open_fraction <= 1.0:
-            raise ValueError(f"open_fraction must be in (0, 1], got {open_fraction}")
         self.open_fraction = float(open_fraction)
         super().__init__(**kwargs)
 

@@ -174,6 +174,8 @@ class PickPlaceEnv(FlowEnv):
     #: the loaf counts as at rest below this speed (m/s)
     rest_speed = 0.05
 
+    object_words = ("bread", "loaf")
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         m = self.model

@@ -9,6 +9,7 @@ import numpy as np
 from flows import fit_rigid_transform
 from ..assets import load_asset
 from ..base import FlowEnv
+from ..kwargs import Number
 from ..bindings import RigidBinding
 
 # T geometry in the block's frame (metres): (x_center, y_center, half_x, half_y) per box
@@ -153,9 +154,10 @@ class PushTEnv(FlowEnv):
     block_yaw_noise = 0.15
     tcp_noise = 0.03
 
+    kwarg_spec = {"coverage_threshold": Number(lo=0.0, hi=1.0, lo_open=True, unit="(fraction)")}
+    object_words = ("tblock", "tee", "tshape")
+
     def __init__(self, coverage_threshold: float = 0.95, **kwargs: Any):
-        if not 0.0 < coverage_threshold <= 1.0:
-            raise ValueError(f"coverage_threshold must be in (0, 1], got {coverage_threshold}")
         self.coverage_threshold = float(coverage_threshold)
         self._grid = t_block_grid()
         super().__init__(**kwargs)

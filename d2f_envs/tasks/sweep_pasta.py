@@ -8,6 +8,7 @@ import numpy as np
 
 from ..assets import load_asset
 from ..base import FlowEnv
+from ..kwargs import Number
 from ..bindings import PieceSetBinding
 
 # ---- the pieces: short solid pasta (2.2 cm long, 8 mm thick, 1.5 g: ~1.5 g/cm^3, dry durum pasta)
@@ -288,11 +289,10 @@ class SweepPastaEnv(FlowEnv):
     piece_yaw_noise = np.pi
     tcp_noise = 0.02
 
+    kwarg_spec = {"in_bin_threshold": Number(lo=0.0, hi=1.0, lo_open=True, unit="(fraction of the pieces)")}
+    object_words = ("pasta", "macaroni", "penne", "noodle", "noodles", "grains", "beans")
+
     def __init__(self, in_bin_threshold: float = 0.8, success_threshold: float = 0.025, **kwargs: Any):
-        if not 0.0 < in_bin_threshold <= 1.0:
-            raise ValueError(f"in_bin_threshold must be in (0, 1], got {in_bin_threshold}")
-        if not success_threshold > 0:
-            raise ValueError(f"success_threshold (m) must be > 0, got {success_threshold}")
         self.in_bin_threshold = float(in_bin_threshold)
         super().__init__(success_threshold=success_threshold, **kwargs)
         m = self.model
