@@ -137,6 +137,7 @@ def subsample_points(flow: ObjectFlow, num_points: int, seed: int = 0) -> Object
         idx = vis0[farthest_point_sampling(p0[vis0], num_points, seed=seed)]
     else:
         idx = _fps_continue(p0, vis0, num_points, seed)
+    idx = _cover_every_frame(flow.visible, np.asarray(idx))
     vis = flow.visible[:, idx]
     if not vis.any(axis=1).all():
         raise FlowFormatError(
@@ -144,6 +145,36 @@ def subsample_points(flow: ObjectFlow, num_points: int, seed: int = 0) -> Object
             f"subsample to {num_points} points leaves frames with no visible point; keep more points",
         )
     return flow.replace(points=flow.points[:, idx], visible=vis)
+
+
+def _cover_every_frame(visible: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``idx`` with points swapped so that every frame keeps a visible point, where the flow allows.
+
+    Farthest-point sampling on frame 0 ignores later frames; a tracker that loses most points
+    (small pieces, occlusion) can leave frames where none of the chosen points is seen, and a
+    flow frame with no visible point is invalid. Greedy repair: while a frame is uncovered, bring
+    in the unchosen point seen in most uncovered frames, in place of the latest-sampled chosen
+    point whose removal uncovers no frame.
+    """
+    idx = idx.copy()
+    for _ in range(idx.size):
+        counts = visible[:, idx].sum(axis=1)
+        uncovered = counts == 0
+        if not uncovered.any():
+            break
+        rest = np.setdiff1d(np.arange(visible.shape[1]), idx)
+        if rest.size == 0:
+            break
+        gain = visible[uncovered][:, rest].sum(axis=0)
+        if gain.max() == 0:
+            break  # no point is ever seen in those frames: the flow itself is invalid there
+        new = rest[int(np.argmax(gain))]
+        # a chosen point is removable when every frame it is seen in has another chosen point seen
+        removable = [j for j in range(idx.size - 1, -1, -1) if np.all(counts[visible[:, idx[j]]] >= 2)]
+        if not removable:
+            break
+        idx[removable[0]] = new
+    return idx
 
 
 def rigid_transform(flow: ObjectFlow, transform: np.ndarray) -> ObjectFlow:

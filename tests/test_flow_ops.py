@@ -253,14 +253,18 @@ def test_subsample_all_points_is_a_no_op():
     assert flow.subsample(1000).num_points == len(LINE)
 
 
-def test_subsample_that_empties_a_frame_is_rejected():
+def test_subsample_that_would_empty_a_frame_swaps_in_a_point_or_is_rejected():
     pts = np.repeat(LINE[None], 2, axis=0)
     vis = np.zeros((2, len(LINE)), bool)
     vis[0] = True
     vis[1, 10] = True  # frame 1 only sees the middle point, which FPS with k=2 skips
     flow = ObjectFlow(points=pts, visible=vis, fps=1)
+    sub = flow.subsample(2)
+    assert sub.visible[1].any() and any(np.allclose(p, LINE[10]) for p in sub.points[1])
+    vis[0] = False
+    vis[0, 0] = True  # frame 0 only sees point 0, frame 1 only point 10: one point cannot cover both
     with pytest.raises(FlowFormatError) as info:
-        flow.subsample(2)
+        ObjectFlow(points=pts, visible=vis, fps=1).subsample(1)
     assert "visible" in str(info.value)
 
 
@@ -412,3 +416,22 @@ def test_fit_rejects_bad_input(case):
         dst[0, 0] = np.nan
     with pytest.raises(ValueError):
         fit_rigid_transform(src, dst, weights=w)
+
+
+def test_subsample_points_keeps_a_visible_point_in_every_frame():
+    # frames 0-4 see every point; frames 5-9 only points 90-99, which farthest-point sampling on
+    # frame 0 has no reason to pick: the subsample swaps one of them in rather than emptying frames
+    rng = np.random.default_rng(0)
+    T, N = 10, 100
+    pts = np.repeat(rng.uniform(-0.1, 0.1, size=(1, N, 3)), T, axis=0)
+    pts[:, 90:] *= 0.01  # clustered near the centre: never far from the others
+    vis = np.ones((T, N), dtype=bool)
+    vis[5:, :90] = False
+    flow = ObjectFlow(points=pts, visible=vis, fps=10.0)
+    sub = subsample_points(flow, 8)
+    assert sub.num_points == 8 and sub.visible.any(axis=1).all()
+    assert len({tuple(p) for p in sub.points[0]}) == 8  # distinct points
+    vis[5:, 90:] = False
+    vis[5:, 0] = True  # only point 0 in the late frames
+    with_one = subsample_points(ObjectFlow(points=pts, visible=vis, fps=10.0), 8)
+    assert with_one.visible.any(axis=1).all()
