@@ -180,11 +180,11 @@ def test_judged_success_replays_the_episode_against_the_task_flow():
     # judged with the flow it was given: the replay reproduces the episode exactly
     assert first["final_error_m"] == first["flow_final_error_m"]
     assert first["success"] == first["flow_success"]
-    # a flow 30 % too far from the camera: the env of that flow measures against its own end, the judge
-    # against the task's
+    # a flow 5 % too far from the camera (~6 cm: within what the env accepts as starting on the object,
+    # FlowMismatchError's 10 cm): the env of that flow measures against its own end, the judge against the task's
     cam = np.eye(4)
     cam[:3, 3] = [0.0, -0.8, 0.8]
-    scaled = corrupt(flow.replace(extrinsics=cam), "depth_scale", 0.3)
+    scaled = corrupt(flow.replace(extrinsics=cam), "depth_scale", 0.05)
     ep = planner_success(TASK, scaled, [0], TINY_PLANNER)["episode_results"][0]
     assert abs(ep["final_error_m"] - ep["flow_final_error_m"]) > 0.01
 
