@@ -72,7 +72,8 @@ from .reward import FlowTrackingReward
 BACKENDS = ("mujoco", "warp")
 
 #: the ``mjSTATE_INTEGRATION`` components by MjData field: what a sub-env's reset writes into its batch row
-_STATE_FIELDS = (
+#: (and what the planners' rollouts copy from the env, d2f_rl/planners/rollout_cost.py)
+STATE_FIELDS = (
     ("time", mujoco.mjtState.mjSTATE_TIME),
     ("qpos", mujoco.mjtState.mjSTATE_QPOS),
     ("qvel", mujoco.mjtState.mjSTATE_QVEL),
@@ -97,7 +98,7 @@ class _SimGroup:
     def __init__(self, model: mujoco.MjModel, ids: range, nthread: int, want_poses: bool):
         self.lo, self.hi = ids.start, ids.stop
         self.batch = Batch(model, nsim=self.hi - self.lo, nthread=nthread, persistent=True)
-        self.state_views = [(name, self.batch.bind(name)) for name, bit in _STATE_FIELDS
+        self.state_views = [(name, self.batch.bind(name)) for name, bit in STATE_FIELDS
                             if mujoco.mj_stateSize(model, bit)]
         self.ctrl = self.batch.bind("ctrl")
         # the pinch of the cloth task switches equality constraints in the controller: an input like ctrl

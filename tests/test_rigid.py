@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("cv2")  # the extract extra; installed by the test extra
+import cv2  # noqa: F401  the extract extra (installed by the test extra): a missing cv2 fails here, never skips
 
 from flows.extract.rigid import check_motion, kabsch_batch, rigid_filter  # noqa: E402
 

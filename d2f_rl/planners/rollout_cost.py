@@ -43,25 +43,7 @@ from mujoco.batch import Batch
 
 from d2f_envs.bindings import RigidBinding
 from d2f_envs.reward import chamfer_errors
-
-#: the ``mjSTATE_INTEGRATION`` components, by MjData field name (a Batch's rows hold exactly these)
-_STATE_BITS = (
-    ("time", mujoco.mjtState.mjSTATE_TIME),
-    ("qpos", mujoco.mjtState.mjSTATE_QPOS),
-    ("qvel", mujoco.mjtState.mjSTATE_QVEL),
-    ("act", mujoco.mjtState.mjSTATE_ACT),
-    ("history", mujoco.mjtState.mjSTATE_HISTORY),
-    ("qacc_warmstart", mujoco.mjtState.mjSTATE_WARMSTART),
-    ("ctrl", mujoco.mjtState.mjSTATE_CTRL),
-    ("qfrc_applied", mujoco.mjtState.mjSTATE_QFRC_APPLIED),
-    ("xfrc_applied", mujoco.mjtState.mjSTATE_XFRC_APPLIED),
-    ("eq_active", mujoco.mjtState.mjSTATE_EQ_ACTIVE),
-    ("mocap_pos", mujoco.mjtState.mjSTATE_MOCAP_POS),
-    ("mocap_quat", mujoco.mjtState.mjSTATE_MOCAP_QUAT),
-    ("userdata", mujoco.mjtState.mjSTATE_USERDATA),
-    ("plugin_state", mujoco.mjtState.mjSTATE_PLUGIN),
-    ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
-)
+from d2f_envs.vector import STATE_FIELDS
 
 
 @dataclass
@@ -102,7 +84,7 @@ class BatchRollout:
         self.batch = Batch(u.model, nsim=self.samples, nthread=0 if nthread is None else int(nthread), persistent=True)
         m = u.model
         self._state = []  # (field name, mjtState bit, size) of the non-empty integration-state components
-        for name, bit in _STATE_BITS:
+        for name, bit in STATE_FIELDS:
             n = mujoco.mj_stateSize(m, bit)
             if n:
                 self._state.append((name, bit, n, self.batch.bind(name)))
