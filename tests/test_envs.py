@@ -41,20 +41,6 @@ def extra_info_keys(env_id: str) -> tuple:
     return EXTRA_INFO.get(env_id, ())
 
 
-@pytest.fixture
-def make():
-    """``make(env_id, **kw)`` -> ``gym.make`` env, closed after the test."""
-    envs = []
-
-    def _make(env_id, **kw):
-        env = gym.make(env_id, **kw)
-        envs.append(env)
-        return env
-
-    yield _make
-    for env in envs:
-        env.close()
-
 
 def reward_terms(info: dict) -> dict:
     return {k: v for k, v in info.items() if k.startswith("reward_")}

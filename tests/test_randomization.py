@@ -48,19 +48,6 @@ def lowest(u) -> float:
     return min(lowest_point_z(m, u.data, g) for g in geoms.tolist())
 
 
-@pytest.fixture
-def make():
-    envs = []
-
-    def _make(env_id, **kw):
-        env = gym.make(env_id, **kw)
-        envs.append(env)
-        return env
-
-    yield _make
-    for env in envs:
-        env.close()
-
 
 def actions(env, n, seed):
     space = type(env.action_space)(env.action_space.low, env.action_space.high, dtype=env.action_space.dtype)

@@ -37,19 +37,6 @@ CASES = [pytest.param(i, r, id=f"{i}-{r}") for i in ENV_IDS for r in env_class(i
 EXACT = {"noise_std": 0.0, "dropout": 0.0, "occlusion": False, "latency": 0}
 
 
-@pytest.fixture
-def make():
-    envs = []
-
-    def _make(env_id, **kw):
-        env = gym.make(env_id, **kw)
-        envs.append(env)
-        return env
-
-    yield _make
-    for env in envs:
-        env.close()
-
 
 def actions(env, n, seed):
     space = type(env.action_space)(env.action_space.low, env.action_space.high, dtype=env.action_space.dtype)
