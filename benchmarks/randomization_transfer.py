@@ -7,7 +7,8 @@
 Trains two PPO policies with ``d2f_rl/hyperparams/ppo_real.yml``'s settings for ``--env`` and
 ``obs_mode="real"`` (the tracker model: noise, dropout, occlusion, latency), the same seed and
 budget: ``plain`` (nominal physics) and ``randomized`` (that YAML's ``randomize`` ranges). Each is
-evaluated (deterministic actions, frozen observation normalisation, seeds 1000..) on the nominal
+evaluated (deterministic actions, frozen observation normalisation where the YAML's ``normalize``
+normalises observations, seeds 1000..) on the nominal
 dynamics, on one fixed perturbation at and beyond the edges of the training ranges
 (:data:`PERTURBED`), and on each of its parts alone. Writes ``benchmarks/results/randomization_transfer.{json,md}`` with the
 machine line. A short budget under-trains Push-T (the tuned 1M-step run reaches 58 % success):
@@ -36,12 +37,11 @@ PERTURBED = {
 
 
 def make_vec(env_id, env_kwargs, n_envs, seed):
-    import d2f_envs  # noqa: F401
-    from stable_baselines3.common.env_util import make_vec_env
-
+    # train.py's default vector env (one mujoco.batch call per control step)
+    from d2f_rl.vec_env import make_batched_vec_env
     from d2f_rl.wrappers import Float32Observation
 
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=Float32Observation)
+    return make_batched_vec_env(env_id, n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=Float32Observation)
 
 
 def evaluate(env_id, model, obs_rms, env_kwargs, episodes, seed0):
@@ -56,7 +56,8 @@ def evaluate(env_id, model, obs_rms, env_kwargs, episodes, seed0):
         obs, _ = env.reset(seed=seed0 + ep)
         total, done, info = 0.0, False, {}
         while not done:
-            o = np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8), -10, 10).astype(np.float32)
+            o = obs.astype(np.float32) if obs_rms is None else \
+                np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8), -10, 10).astype(np.float32)
             action, _ = model.predict(o, deterministic=True)
             obs, r, term, trunc, info = env.step(action)
             total += r
@@ -104,6 +105,9 @@ def main(argv=None) -> None:
     ppo_kwargs = {k: v for k, v in hp.items() if k not in ("env_kwargs", "n_timesteps", "n_envs", "normalize", "env_wrapper", "policy", "policy_kwargs")}
     ppo_kwargs["policy_kwargs"] = eval(hp["policy_kwargs"])  # the YAML's Python expression (rl-zoo's format)
     gamma = ppo_kwargs.get("gamma", 0.99)
+    # rl-zoo's `normalize`: true, or a "dict(norm_obs=..., norm_reward=...)" expression
+    norm = hp.get("normalize", False)
+    norm = eval(norm) if isinstance(norm, str) else ({"norm_obs": True, "norm_reward": True} if norm else {"norm_obs": False, "norm_reward": False})
 
     conditions = {"plain": real_kwargs, "randomized": {**real_kwargs, "randomize": train_randomize}}
     evals = {"nominal": real_kwargs, "perturbed": {**real_kwargs, "randomize": PERTURBED}}
@@ -111,13 +115,13 @@ def main(argv=None) -> None:
         evals.update({f"perturbed: {k} only": {**real_kwargs, "randomize": {k: v}} for k, v in PERTURBED.items()})
     rows = []
     for name, kw in conditions.items():
-        venv = VecNormalize(make_vec(args.env, kw, n_envs, args.seed), norm_obs=True, norm_reward=True, gamma=gamma)
+        venv = VecNormalize(make_vec(args.env, kw, n_envs, args.seed), gamma=gamma, **norm)
         model = PPO(hp["policy"], venv, seed=args.seed, verbose=0, device="cpu", **ppo_kwargs)
         t0 = time.perf_counter()
         model.learn(total_timesteps=args.steps)
         wall = time.perf_counter() - t0
         for ev_name, ev_kw in evals.items():
-            res = evaluate(args.env, model, venv.obs_rms, ev_kw, args.episodes, seed0=1000)
+            res = evaluate(args.env, model, venv.obs_rms if venv.norm_obs else None, ev_kw, args.episodes, seed0=1000)
             rows.append({"trained": name, "evaluated": ev_name, "env_steps": args.steps, "train_wall_s": wall,
                          "episodes": args.episodes, **res})
             print(rows[-1], flush=True)
@@ -126,7 +130,7 @@ def main(argv=None) -> None:
     md = [
         f"Machine: {machine()}.",
         "",
-        f"{args.env} ({real_kwargs.get('robot', 'default robot')}), PPO (ppo_real.yml settings, n_envs {n_envs}), "
+        f"{args.env} ({real_kwargs.get('robot', 'default robot')}), PPO (ppo_real.yml settings, n_envs {n_envs}, normalize {norm}), "
         f"obs_mode=\"real\", seed {args.seed}. `python {' '.join(['benchmarks/randomization_transfer.py'] + (argv if argv is not None else sys.argv[1:]))}`",
         f"Perturbed: {PERTURBED}",
         "",

@@ -352,3 +352,31 @@ def test_exact_tracker_reproduces_the_state_entries(make):
     # the phase of 8 reported points follows the phase of the reward's 64 points
     phases = np.array(phases)
     assert phases[-1, 1] > 0.1 and np.abs(phases[:, 0] - phases[:, 1]).max() < 0.15
+
+
+def test_tracker_noise_does_not_advance_the_phase_of_a_still_object(make):
+    # t* moves forward only: without a noise margin a static object's phase ratcheted to 0.1-0.15
+    # in 120 steps of 3 mm tracker jitter, so the observed subgoal ran ahead of the reward's
+    env = make(PUSH_T, obs_mode="real")
+    layout = env.unwrapped.obs_layout
+    obs, _ = env.reset(seed=3)
+    for _ in range(120):
+        obs = env.step(np.zeros(env.action_space.shape, np.float32))[0]
+    assert obs[layout["phase"]][0] == 0.0
+
+
+def test_noisy_tracker_phase_follows_the_true_phase_when_the_object_moves(make):
+    real = make(PUSH_T, obs_mode="real")  # default tracker: noise, dropout, occlusion, latency
+    state = make(PUSH_T)
+    real.reset(seed=6)
+    state.reset(seed=6)
+    lr, ls = real.unwrapped.obs_layout, state.unwrapped.obs_layout
+    phases = []
+    for _ in range(40):
+        a = push_towards_object(state.unwrapped)
+        phases.append((real.step(a)[0][lr["phase"]][0], state.step(a)[0][ls["phase"]][0]))
+    phases = np.array(phases)
+    assert phases[-1, 1] > 0.5, "the scripted push should move the block along the flow"
+    lag = real.unwrapped._tracker.latency  # the reported points are `lag` steps old
+    assert np.abs(phases[lag:, 0] - phases[:-lag, 1]).max() < 0.2
+    assert phases[-1, 0] == phases[-1, 1]
