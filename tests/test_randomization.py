@@ -335,3 +335,16 @@ def test_yaml_lists_are_accepted_as_ranges(make):
     env = make(PUSH_T, **env_kwargs)
     _, info = env.reset(seed=0)
     assert env.unwrapped.obs_mode == "real" and set(info["randomization"]) == set(env_kwargs["randomize"])
+
+
+@pytest.mark.parametrize("env_id", sorted(d2f_envs.ENV_IDS))
+def test_every_task_has_a_real_obs_yaml_entry_that_builds(make, env_id):
+    # `-conf d2f_rl/hyperparams/ppo_real.yml` must work for every task: real observations plus the
+    # randomisation ranges that task accepts, each drawn and reported at reset
+    from d2f_rl.utils import read_hyperparams
+
+    conf = Path(__file__).resolve().parents[1] / "d2f_rl" / "hyperparams" / "ppo_real.yml"
+    env_kwargs = read_hyperparams("ppo", env_id, conf, quiet=True)["env_kwargs"]
+    env = make(env_id, **env_kwargs)
+    _, info = env.reset(seed=0)
+    assert env.unwrapped.obs_mode == "real" and set(info["randomization"]) == set(env_kwargs["randomize"])
