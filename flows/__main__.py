@@ -24,6 +24,12 @@ Commands:
 
       python -m flows render-demo D2F-PushT-v0 -o demo/ [--width 320 --height 240 --camera auto]
 
+* ``calibrate``: check a ``camera.json``'s pose in the robot frame against marker positions the robot
+  measured (and an RGB-D depth frame), or fit the pose to them (``flows.extract.calibrate``)::
+
+      python -m flows calibrate pairs.csv --camera camera.json [--depth depth.npz --frame 0]
+      python -m flows calibrate pairs.csv --camera camera.json --solve -o camera_calibrated.json
+
 New commands register a ``(name, add_arguments, run)`` triple in
 :data:`COMMANDS` (``run(args) -> exit code``).
 """
@@ -311,6 +317,65 @@ def _run_render_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- calibrate
+def _add_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pairs", help="CSV with columns x,y,z (metres, robot base frame) and u,v (pixels), one marker per row")
+    p.add_argument("--camera", required=True, help="camera.json (its K is used; its T_world_camera is checked)")
+    p.add_argument("--solve", action="store_true", help="fit T_world_camera to the pairs (keeping K); needs -o")
+    p.add_argument("-o", "--output", default=None, help="--solve: write the calibrated camera.json here")
+    p.add_argument("--depth", default=None, help="depth of the same view (npz/npy/PNG folder, as for extract): "
+                                                 "also check the depth at each marker's pixel")
+    p.add_argument("--frame", type=int, default=0, help="--depth: which frame (default 0)")
+    p.add_argument("--max-px", type=float, default=2.0, help="median reprojection error (px) accepted (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from flows.extract.calibrate import check_extrinsics, load_correspondences, solve_extrinsics
+    from flows.extract.camera import Camera
+
+    camera = Camera.load(args.camera)
+    points, pixels = load_correspondences(args.pairs)
+    if args.solve:
+        if not args.output:
+            raise CommandError("--solve needs -o OUT.json (the camera file given is never overwritten)")
+        out = Path(args.output)
+        if out.exists() and not args.overwrite:
+            raise CommandError(f"{out}: exists; pass --overwrite to replace it")
+        before = check_extrinsics(camera, points, pixels)
+        camera, _ = solve_extrinsics(camera, points, pixels)
+        moved = np.linalg.norm(camera.T_world_camera[:3, 3] - Camera.load(args.camera).T_world_camera[:3, 3])
+        print(f"fitted T_world_camera to {len(points)} pairs: median reprojection {before.median_px:.1f} px before, "
+              f"camera moved {100 * moved:.1f} cm")
+    depth = None
+    if args.depth:
+        from flows.extract.depth.measured import load_depth
+
+        frames = load_depth(args.depth)
+        if not 0 <= args.frame < len(frames):
+            raise CommandError(f"{args.depth}: --frame {args.frame} out of range (0..{len(frames) - 1})")
+        depth = frames[args.frame]
+    check = check_extrinsics(camera, points, pixels, depth)
+    print(" pair   reprojection (px)" + ("   depth error (mm)" if depth is not None else ""))
+    for i, e in enumerate(check.reprojection_px):
+        d = "" if depth is None else f"   {1e3 * check.depth_error_m[i]:+10.1f}"
+        print(f"{i + 1:5d}   {e:17.2f}{d}")
+    line = f"median {check.median_px:.2f} px, max {check.max_px:.2f} px"
+    if check.median_depth_error_m is not None:
+        line += f"; median |depth error| {1e3 * check.median_depth_error_m:.1f} mm"
+    if check.behind_camera:
+        line += f"; {check.behind_camera} point(s) behind the camera"
+    if args.solve:
+        camera.save(out)
+        print(f"wrote {out}")
+    if check.ok(max_median_px=args.max_px):
+        print(f"OK: {line}")
+        return 0
+    print(f"NOT CALIBRATED: {line} (accepted: median <= {args.max_px:g} px, depth <= 10 mm). "
+          "Check the pairs (the worst rows above) or fit the pose with --solve -o OUT.json")
+    return 2
+
+
 # ---------------------------------------------------------------------- main
 # name -> (help, add_arguments, run); other commands (e.g. "dream", "render-demo") can be added here
 COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -320,6 +385,8 @@ COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callab
               _add_dream, _run_dream),
     "render-demo": ("render a task's scripted demonstration (video, depth, mask, camera, ground-truth flow)",
                     _add_render_demo, _run_render_demo),
+    "calibrate": ("check or fit a camera's pose in the robot frame from markers the robot measured",
+                  _add_calibrate, _run_calibrate),
 }
 
 
