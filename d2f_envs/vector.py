@@ -215,6 +215,11 @@ class BatchedFlowVectorEnv(VectorEnv):
             and not rf.scales.reach  # the optional reach term is not in the batched kernel: each env's own reward
             and e0._tracker is None)  # obs_mode="real": the tracker's observation is each env's own
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
+        # the task's success test over envs at once, when the class that defines _task_success also
+        # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
+        owner = next(c for c in cls.__mro__ if "_task_success" in vars(c))
+        self._success_batch = (cls._task_success_batch if vectorize and "_task_success_batch" in vars(owner)
+                               else FlowEnv._task_success_batch.__func__.__get__(cls))
 
         # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
         #      all (tasks randomise through state: qpos, mocap, never model edits). The envs are split into
@@ -545,13 +550,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         task_ok, extras = [], []
         a_ = self._proprio_dim
         obs = self._obs
-        for j, k in enumerate(h):
-            env = envs[k]
+        hs = [envs[k] for k in h]
+        for j, env in enumerate(hs):
             env._points = pts[j]
-            ok, extra = env._task_success(pts[j])
+        for j, (ok, extra) in enumerate(self._success_batch(hs, pts)):
             task_ok.append(bool(ok))
             extras.append(extra)
-            extra_infos.append((k, extra))
+            extra_infos.append((h[j], extra))
+        for k, env in zip(h, hs):
             obs[k, :a_] = env.robot.proprio(env.data)
         if self.profile:
             self._tick("task_success", t0)  # with the proprioception (a few us per env)
