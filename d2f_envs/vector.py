@@ -67,6 +67,7 @@ from mujoco.batch import Batch, SimulationError
 from .base import FlowEnv
 from .bindings import RigidBinding
 from .reward import FlowTrackingReward
+from .robots.controller import EndEffectorController
 
 #: physics backends: mujoco.batch (CPU, bit-identical to single envs) or MuJoCo Warp (d2f_envs/warp_backend.py)
 BACKENDS = ("mujoco", "warp")
@@ -90,6 +91,13 @@ STATE_FIELDS = (
     ("plugin_state", mujoco.mjtState.mjSTATE_PLUGIN),
     ("plastic", mujoco.mjtState.mjSTATE_PLASTIC),
 )
+
+
+def _defined_together(cls: type, name: str) -> bool:
+    """Whether the class in ``cls``'s MRO that defines method ``name`` also defines ``name + "_batch"``
+    (its form over several envs): a subclass that overrides only ``name`` must not get a stale batch form."""
+    owner = next(c for c in cls.__mro__ if name in vars(c))
+    return name + "_batch" in vars(owner)
 
 
 class _SimGroup:
@@ -215,10 +223,16 @@ class BatchedFlowVectorEnv(VectorEnv):
             and not rf.scales.reach  # the optional reach term is not in the batched kernel: each env's own reward
             and e0._tracker is None)  # obs_mode="real": the tracker's observation is each env's own
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
+        # the controller over envs at once: a robot with a batched command (the pusher), the standard
+        # controller without yaw/grip dofs, no action latency (an action queue per env), no equality switches
+        ctl = e0.controller
+        self._batched_controls = (
+            bool(vectorize) and _defined_together(type(e0.robot), "command") and type(ctl) is EndEffectorController
+            and ctl._ix["yaw"] < 0 and ctl._ix["grip"] < 0
+            and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
         # the task's success test over envs at once, when the class that defines _task_success also
         # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
-        owner = next(c for c in cls.__mro__ if "_task_success" in vars(c))
-        self._success_batch = (cls._task_success_batch if vectorize and "_task_success_batch" in vars(owner)
+        self._success_batch = (cls._task_success_batch if vectorize and _defined_together(cls, "_task_success")
                                else FlowEnv._task_success_batch.__func__.__get__(cls))
 
         # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
@@ -521,6 +535,20 @@ class BatchedFlowVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
         envs = self.envs
+        if self._batched_controls:
+            # EndEffectorController.apply + the robot's command as array operations over the envs; the
+            # envs' controllers keep their targets, their data gets the ctrl from the batch after the step
+            A = np.array(actions[ks], dtype=np.float64)
+            for j in np.flatnonzero(~np.isfinite(A).all(axis=1)).tolist():  # as FlowEnv.step
+                A[j] = np.nan_to_num(A[j], nan=0.0, posinf=1.0, neginf=-1.0)
+            tcp = np.array([envs[k].robot.tcp_pos(envs[k].data) for k in ks])
+            ctrls = [envs[k].controller for k in ks]
+            targets = EndEffectorController.step_targets(ctrls, A, tcp)
+            for j, k in enumerate(ks):
+                acts[k] = A[j]
+                ctrls[j].target_pos = targets[j]
+            envs[ks[0]].robot.command_batch(targets, g.ctrl, [k - g.lo for k in ks])
+            return
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)
             if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"

@@ -75,6 +75,26 @@ def test_identical_to_sync_vector_env_of_single_envs(env_id, robot, n, steps, ma
     assert sum(int(tr.sum()) for _, tr, _ in runs) >= n * (steps // (max_steps + 1))
 
 
+def test_pushing_policy_with_wild_actions_is_identical_too():
+    """Push-T with the pusher pushing its block (coverage changes: the batched coverage recomputes it;
+    the batched controller clips large, NaN and infinite actions as FlowEnv.step does)."""
+    n = 4
+    bat = BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=15)
+    assert bat._batched_controls and bat._success_batch.__func__ is PushTEnv._task_success_batch.__func__
+    lay = bat.envs[0].obs_layout["tcp_to_object"]
+    rng = np.random.default_rng(5)
+
+    def policy():
+        a = 40.0 * bat._obs[:, lay][:, :2] + rng.normal(scale=0.5, size=(n, 2))  # towards the block, clipped
+        a[rng.random((n, 2)) < 0.03] = np.nan
+        a[rng.random((n, 2)) < 0.02] = np.inf
+        return a.astype(np.float32)
+
+    runs = assert_same_run(reference(PUSHT, n, 15), bat, 45, seed=3, policy=policy)
+    covs = np.array([info["coverage"] for _, _, info in runs])
+    assert len(np.unique(covs)) > 10  # the blocks did move
+
+
 def test_pipelined_groups_are_identical_too():
     """groups=2: two Batches, one's physics in a worker thread while Python handles the other."""
     bat = BatchedFlowVectorEnv(PUSHT, 3, max_episode_steps=8, groups=2)
