@@ -65,6 +65,7 @@ from gymnasium.vector.utils import batch_space
 from mujoco.batch import Batch, SimulationError
 
 from .base import FlowEnv
+from .alignment import frame_centroids, nearest_frames, pair_errors
 from .bindings import RigidBinding
 from .reward import FlowTrackingReward
 from .robots.controller import EndEffectorController
@@ -272,13 +273,11 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._T = T
             self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
             self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
-            self._buf3 = np.empty((self.num_envs, 3, T, N))
-            self._buf = np.empty((self.num_envs, T, N))
+            self._cents = np.empty((self.num_envs, T, 3))  # their frame centroids (d2f_envs.alignment)
             self._kp = e0._kp
             self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
             self._t_star = np.zeros(self.num_envs, dtype=np.int64)
             self._steps = np.zeros(self.num_envs, dtype=np.int64)
-            self._frames = np.arange(T)
             self._proprio_dim = e0.robot.proprio_dim
             if not self._reward_kernel_matches_reward():
                 warnings.warn(f"{env_id}: {type(rf).__name__} computes something the batched reward does not "
@@ -314,6 +313,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         if self.vectorized:
             rf = self.envs[k].reward_fn
             self._planes[k] = np.moveaxis(rf.target, 2, 0)
+            self._cents[k] = frame_centroids(rf.target, self._vis, self._nvis, self._all_visible)
             self._target_kp[k] = rf.target[:, self._kp]
             self._t_star[k] = rf.t_star
             self._steps[k] = rf.steps
@@ -453,32 +453,21 @@ class BatchedFlowVectorEnv(VectorEnv):
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, infos
 
-    def _reward_kernel(self, pts, t_old, steps, planes, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
+    def _reward_kernel(self, pts, t_old, steps, planes, cents, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
         """FlowTrackingReward.step (measure, terms, success, reward) for E_h envs at once.
 
         ``pts`` (E_h, N, 3); ``t_old`` t* before the step; ``steps`` the step counts after it; ``planes``
-        (E_h, 3, T, N) the re-anchored targets; ``acts`` the float64 actions; ``task_ok`` the task's criterion.
+        (E_h, 3, T, N) the re-anchored targets, ``cents`` (E_h, T, 3) their frame centroids
+        (d2f_envs.alignment); ``acts`` the float64 actions; ``task_ok`` the task's criterion.
         Same IEEE operations in the same order as the reward's own code, element by element.
         """
         rf0 = self.envs[0].reward_fn
         nh = len(pts)
-        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
-        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
-        f0 = int(t_old.min())
-        Tr = self._T - f0
-        planes = planes[:, :, f0:]  # (E_h, 3, T', N)
-        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
-        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
-        np.multiply(b3, b3, out=b3)
-        d = self._buf[:nh, :Tr]
-        np.add(b3[:, 0], b3[:, 1], out=d)
-        np.add(d, b3[:, 2], out=d)
-        np.sqrt(d, out=d)
-        if not self._all_visible:
-            np.multiply(d, self._vis[f0:], out=d)
-        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
-        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
-        t_new = masked.argmin(axis=1) + f0
+        # ---- time alignment (FlowTrackingReward.measure): the nearest frame from each env's t* on, computing
+        #      exact errors (FlowTrackingReward._errors_from's arithmetic) only for frames that can be nearest
+        vis, nvis, allv = self._vis, self._nvis, self._all_visible
+        pts_t = np.ascontiguousarray(pts.transpose(0, 2, 1))  # (E_h, 3, N)
+        t_new = nearest_frames(planes, cents, pts, pts_t, t_old, vis, nvis, allv)
         last = self._T - 1
         clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
         if rf0.alignment == "nearest":
@@ -487,10 +476,12 @@ class BatchedFlowVectorEnv(VectorEnv):
                 sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
         else:
             sub = np.minimum(clock, last)
-        tracking = errs[np.arange(nh), np.maximum(sub - f0, 0)]
+        rows = np.arange(nh)
+        at = pair_errors(planes, pts_t, np.concatenate([rows, rows]), np.concatenate([sub, np.full(nh, last)]),
+                         vis, nvis, allv)
+        tracking, final = at[:nh], at[nh:]
         for j in np.flatnonzero(sub < t_old).tolist():  # clock alignment only: the reward's frame_error path
             tracking[j] = reward_fns[j].frame_error(pts[j], int(sub[j]))
-        final = errs[:, -1].copy()
         progress = t_new - t_old
         # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
         s = rf0.scales
@@ -517,12 +508,13 @@ class BatchedFlowVectorEnv(VectorEnv):
         rng = np.random.default_rng(0)
         rf.reset(rf.flow.points[0] + 0.01, anchor=True)
         planes = np.moveaxis(rf.target, 2, 0)[None].copy()
+        cents = frame_centroids(rf.target, rf._vis, rf._nvis, rf._all_visible)[None]
         t_star, steps = 0, 0
         for frame in np.linspace(0, self._T - 1, 6).round().astype(int).tolist():
             pts = rf.target[frame] + rng.normal(scale=0.005, size=rf.target[frame].shape)
             act = rng.uniform(-1, 1, size=self.single_action_space.shape)
             ok = bool(rng.integers(2))
-            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, [act],
+            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, cents, [act],
                                     np.array([ok]), [rf])
             reward, info = rf.step(pts, act, task_success=ok)
             t_star, steps = rf.t_star, rf.steps
@@ -608,6 +600,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         t_old = self._t_star[h]
         steps = self._steps[h] + 1
         r = self._reward_kernel(pts, t_old, steps, self._planes if len(healthy) == E else self._planes[h],
+                                self._cents if len(healthy) == E else self._cents[h],
                                 [acts[k] for k in healthy], np.array(task_ok),
                                 [envs[k].reward_fn for k in healthy])
         tracking, final, t_new, sub, progress = r["tracking_error"], r["final_error"], r["flow_index"], \
