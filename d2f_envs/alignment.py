@@ -33,12 +33,12 @@ def frame_centroids(target: np.ndarray, vis: np.ndarray, nvis: np.ndarray, all_v
 def pair_errors(planes, pts_t, e, t, vis, nvis, all_visible) -> np.ndarray:
     """Mean visible-point distance of env ``e[i]``'s points to its frame ``t[i]``, (P,).
 
-    ``planes`` (E, 3, T, N): each env's target as coordinate planes; ``pts_t`` (E, 3, N) the points.
+    ``planes`` (E, T, 3, N): each env's target frames as coordinate planes; ``pts_t`` (E, 3, N) the points.
     FlowTrackingReward._errors_from's operations in its order: (q - p)^2 per coordinate, x + y, + z,
     sqrt, times the visibility weights, summed over the points (numpy's pairwise sum of a row of N),
     divided by the visible count.
     """
-    b = planes[e, :, t, :]  # (P, 3, N), a copy
+    b = planes[e, t]  # (P, 3, N), a copy
     np.subtract(b, pts_t[e], out=b)
     np.multiply(b, b, out=b)
     d = np.add(b[:, 0], b[:, 1])
@@ -52,7 +52,7 @@ def pair_errors(planes, pts_t, e, t, vis, nvis, all_visible) -> np.ndarray:
 def nearest_frames(planes, cents, pts, pts_t, t_old, vis, nvis, all_visible) -> np.ndarray:
     """Each env's ``t*``: the first frame >= ``t_old`` with the least error (FlowTrackingReward.measure's
     argmin). ``cents`` (E, T, 3): frame_centroids of each env's target; ``pts`` (E, N, 3)."""
-    nh, T = len(pts), planes.shape[2]
+    nh, T = len(pts), planes.shape[1]
     f0 = int(t_old.min())
     if all_visible:
         cp = (pts.sum(axis=1) / pts.shape[1])[:, None, :]  # the same centroid for every frame

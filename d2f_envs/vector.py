@@ -272,7 +272,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             T, N = rf._vis.shape
             self._T = T
             self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
-            self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
+            self._planes = np.empty((self.num_envs, T, 3, N))  # each sub-env's target as per-frame coordinate planes
             self._cents = np.empty((self.num_envs, T, 3))  # their frame centroids (d2f_envs.alignment)
             self._kp = e0._kp
             self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
@@ -312,7 +312,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         self._elapsed[k] = 0
         if self.vectorized:
             rf = self.envs[k].reward_fn
-            self._planes[k] = np.moveaxis(rf.target, 2, 0)
+            self._planes[k] = rf.target.transpose(0, 2, 1)
             self._cents[k] = frame_centroids(rf.target, self._vis, self._nvis, self._all_visible)
             self._target_kp[k] = rf.target[:, self._kp]
             self._t_star[k] = rf.t_star
@@ -457,7 +457,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         """FlowTrackingReward.step (measure, terms, success, reward) for E_h envs at once.
 
         ``pts`` (E_h, N, 3); ``t_old`` t* before the step; ``steps`` the step counts after it; ``planes``
-        (E_h, 3, T, N) the re-anchored targets, ``cents`` (E_h, T, 3) their frame centroids
+        (E_h, T, 3, N) the re-anchored targets, ``cents`` (E_h, T, 3) their frame centroids
         (d2f_envs.alignment); ``acts`` the float64 actions; ``task_ok`` the task's criterion.
         Same IEEE operations in the same order as the reward's own code, element by element.
         """
@@ -507,7 +507,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         rf = copy.deepcopy(self.envs[0].reward_fn)
         rng = np.random.default_rng(0)
         rf.reset(rf.flow.points[0] + 0.01, anchor=True)
-        planes = np.moveaxis(rf.target, 2, 0)[None].copy()
+        planes = rf.target.transpose(0, 2, 1)[None].copy()
         cents = frame_centroids(rf.target, rf._vis, rf._nvis, rf._all_visible)[None]
         t_star, steps = 0, 0
         for frame in np.linspace(0, self._T - 1, 6).round().astype(int).tolist():

@@ -39,7 +39,7 @@ def test_nearest_frames_and_pair_errors_match_the_full_search(partial):
         t_old = rng.integers(0, T, size=E)
         frames = rng.integers(0, T, size=E)
         pts = target[frames] + rng.normal(scale=rng.choice([0.0, 1e-3, 0.02]), size=(E, N, 3))
-        planes = np.broadcast_to(np.moveaxis(target, 2, 0), (E, 3, T, N)).copy()
+        planes = np.broadcast_to(target.transpose(0, 2, 1), (E, T, 3, N)).copy()
         cents = np.broadcast_to(frame_centroids(target, vis, nvis, allv), (E, T, 3)).copy()
         pts_t = np.ascontiguousarray(pts.transpose(0, 2, 1))
         got = nearest_frames(planes, cents, pts, pts_t, t_old, vis, nvis, allv)
