@@ -110,6 +110,7 @@ class _SimGroup:
         self.state_views = [(name, self.batch.bind(name)) for name, bit in STATE_FIELDS
                             if mujoco.mj_stateSize(model, bit)]
         self.ctrl = self.batch.bind("ctrl")
+        self.qpos, self.qvel = self.batch.bind("qpos"), self.batch.bind("qvel")
         # the pinch of the cloth task switches equality constraints in the controller: an input like ctrl
         self.eq_active = self.batch.bind("eq_active") if model.neq else None
         if want_poses:
@@ -231,6 +232,7 @@ class BatchedFlowVectorEnv(VectorEnv):
             bool(vectorize) and _defined_together(type(e0.robot), "command") and type(ctl) is EndEffectorController
             and ctl._ix["yaw"] < 0 and ctl._ix["grip"] < 0
             and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
+        self._batched_proprio = bool(vectorize) and backend == "mujoco" and _defined_together(type(e0.robot), "proprio")
         # the task's success test over envs at once, when the class that defines _task_success also
         # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
         self._success_batch = (cls._task_success_batch if vectorize and _defined_together(cls, "_task_success")
@@ -445,8 +447,10 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
             self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
             extra_infos.append((k, info))
-        for k, info in sorted(extra_infos, key=lambda x: x[0]):  # env order, as SyncVectorEnv creates arrays
-            infos = self._add_info(infos, info, k)
+        extra_infos.sort(key=lambda x: x[0])  # env order, as SyncVectorEnv creates arrays
+        if not self._add_uniform_infos(infos, extra_infos):
+            for k, info in extra_infos:
+                infos = self._add_info(infos, info, k)
 
         # ---- TimeLimit, then NEXT_STEP autoreset flags
         truncated[step_ids] |= self._elapsed[step_ids] >= self.max_episode_steps
@@ -577,8 +581,11 @@ class BatchedFlowVectorEnv(VectorEnv):
             task_ok.append(bool(ok))
             extras.append(extra)
             extra_infos.append((h[j], extra))
-        for k, env in zip(h, hs):
-            obs[k, :a_] = env.robot.proprio(env.data)
+        if self._batched_proprio:  # from the batch's rows: the state and outputs get_data copied into env.data
+            obs[h, :a_] = hs[0].robot.proprio_batch(g.qpos[rows], g.qvel[rows], g.site_xpos[rows])
+        else:
+            for k, env in zip(h, hs):
+                obs[k, :a_] = env.robot.proprio(env.data)
         if self.profile:
             self._tick("task_success", t0)  # with the proprioception (a few us per env)
         return h, pts, g.site_xpos[rows, self._tcp_site], task_ok, extras
@@ -657,6 +664,34 @@ class BatchedFlowVectorEnv(VectorEnv):
         if prof:
             self._tick("obs", t0)
         return infos
+
+    def _add_uniform_infos(self, infos: Dict[str, Any], extra_infos: List[tuple]) -> bool:
+        """What ``_add_info`` over ``extra_infos`` (sorted by env) would add, as one array per key, when
+        every env has the same new keys with scalars of one type each (the task's extras in a step
+        without resets: Push-T's coverage); returns False (nothing added) otherwise."""
+        if not extra_infos:
+            return True
+        keys = list(extra_infos[0][1])
+        if any(list(info) != keys for _, info in extra_infos):
+            return False
+        columns = []
+        for key in keys:
+            vals = [info[key] for _, info in extra_infos]
+            t = type(vals[0])
+            # _add_info's array type for a new key: that of the first env's value (int, float, bool, numpy scalar)
+            if key in infos or "_" + key in infos or not (t in (int, float, bool) or issubclass(t, np.number)):
+                return False
+            if any(type(v) is not t for v in vals):
+                return False
+            columns.append((key, vals, t))
+        ids = [k for k, _ in extra_infos]
+        for key, vals, t in columns:
+            arr = np.zeros(self.num_envs, dtype=t)
+            arr[ids] = vals
+            mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[ids] = True
+            infos[key], infos["_" + key] = arr, mask
+        return True
 
     # ------------------------------------------------------------------ misc
     def simulation(self, k: int):

@@ -405,3 +405,17 @@ def test_ppo_learns_a_few_hundred_steps_on_the_batched_env():
     assert model.num_timesteps == 256
     assert len(model.ep_info_buffer) == 4 * (256 // 4 // 20)  # VecMonitor saw every episode end
     assert all(np.isfinite(ep["r"]) and ep["l"] == 20 for ep in model.ep_info_buffer)
+
+
+@pytest.mark.parametrize("env_id, robot", [(PUSHT, "pusher"), (PUSHT, "panda"), ("D2F-OpenDoor-v0", "floating_gripper"),
+                                           ("D2F-OpenDrawer-v0", "panda_gripper")])
+def test_batched_proprio_is_the_robots_own(env_id, robot):
+    """The robots' proprio_batch (from the Batch's rows) is their proprio (from each env's MjData)."""
+    bat = BatchedFlowVectorEnv(env_id, 3, robot=robot)
+    assert bat._batched_proprio
+    bat.reset(seed=2)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        bat.step(rng.uniform(-1, 1, size=bat.action_space.shape))
+        for k, env in enumerate(bat.envs):
+            assert np.array_equal(bat._obs[k, :env.robot.proprio_dim], env.robot.proprio(env.data))

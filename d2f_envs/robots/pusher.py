@@ -74,6 +74,13 @@ class PusherRobot(RobotAdapter):
         out[3:] = data.qvel[self._dadr]
         return out
 
+    def proprio_batch(self, qpos: np.ndarray, qvel: np.ndarray, site_xpos: np.ndarray) -> np.ndarray:
+        """:meth:`proprio` of several pushers from their Batch rows ((n, nq), (n, nv), (n, nsite, 3))."""
+        out = np.empty((len(qvel), 5))
+        out[:, :3] = site_xpos[:, self.tcp_site_id]
+        out[:, 3:] = qvel[:, self._dadr]
+        return out
+
     @property
     def proprio_dim(self):
         return 5
