@@ -129,6 +129,10 @@ class _SimGroup:
         if self.eq_active is not None:
             self.eq_active[row] = data.eq_active
 
+    def finite(self, rows: List[int]) -> List[bool]:
+        """Per row: whether its qpos and qvel are finite (FlowEnv._check_divergence's state test)."""
+        return (np.isfinite(self.qpos[rows]).all(axis=1) & np.isfinite(self.qvel[rows]).all(axis=1)).tolist()
+
     def get_data(self, row: int, data: mujoco.MjData) -> None:
         """``data`` <- simulation ``row`` (a copy of the batch's MjData)."""
         self.batch.get_data(row, data)
@@ -406,10 +410,15 @@ class BatchedFlowVectorEnv(VectorEnv):
             if prof:
                 t0 = self._tick("physics_wait", t0)
             h = []
-            for k in ks:
+            # the finiteness half of each env's divergence check, over the group's rows at once
+            finite = g.finite([k - g.lo for k in ks]) if self.backend == "mujoco" else None
+            for j, k in enumerate(ks):
                 env = envs[k]
                 g.get_data(k - g.lo, env.data)
-                reason = env._check_divergence()
+                if finite is not None and finite[j] and env._divergence_count() == env._warn_count:
+                    reason = None  # what env._check_divergence() finds without a new warning in a finite state
+                else:
+                    reason = env._check_divergence()
                 if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
                     reason = f"physics failed: {failed[k - g.lo]} at t={env.data.time:.3f}s"
                 if reason:
@@ -617,16 +626,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         rewards[h] = r["reward"]
         self._t_star[h] = t_new
         self._steps[h] = steps
-        rows = np.arange(len(healthy))
         if prof:
             t0 = self._tick("reward", t0)
 
         # ---- observation (FlowEnv._get_obs)
         pk = pts[:, self._kp]  # (E_h, K, 3)
         K = pk.shape[1]
-        tk = self._target_kp[h]
-        subp = tk[rows, sub]
-        goal = tk[:, -1]
+        subp = self._target_kp[h, sub]  # (gathering only the two frames used, not every env's (T, K, 3))
+        goal = self._target_kp[h, -1]
         phase = t_new / max(self._T - 1, 1)
         a_, b_ = self._proprio_dim, self._proprio_dim + 3 * K
         obs = self._obs
