@@ -10,16 +10,22 @@ that is task logic is the env's own code. What is batched:
   pool outside the GIL (bit-identical to a loop of ``mj_step``); with ``groups=G``
   the envs are split over G batches and a group's physics runs in a worker thread
   while Python handles the other groups (pipelined);
-* the flow reward's time alignment (errors to all remaining frames, argmin, subgoal,
-  terms), the rigid binding's points and the observation's flow part: numpy array
-  operations over all sub-envs at once, the same IEEE operations in the same order
-  as :class:`~d2f_envs.reward.FlowTrackingReward` and ``FlowEnv._get_obs``.
+* the flow reward's time alignment (the nearest frame, skipping frames a centroid lower
+  bound rules out: d2f_envs.alignment; subgoal, terms), the rigid binding's points and the
+  observation's flow part: numpy array operations over all sub-envs at once, the same IEEE
+  operations in the same order as :class:`~d2f_envs.reward.FlowTrackingReward` and
+  ``FlowEnv._get_obs``;
+* where the env's own code has a form over several envs (``*_batch`` methods, used only from
+  the class that defines the per-env method): the controller for robots with a batched command
+  (the pusher: ``EndEffectorController.step_targets`` + ``command_batch``), the task's success
+  test (``_task_success_batch``: Push-T's coverage) and the robot's proprioception
+  (``proprio_batch``, read from the batch's rows).
 
-Per sub-env Python remains where it is the env's own logic: ``controller.apply``
-(the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
-``data`` (``Batch.get_data``, a few microseconds) so that its code reads the state
-it would have stepped itself, the divergence check, the task's success test
-(e.g. Push-T's coverage) and the robot's proprioception.
+Per sub-env Python remains where it is the env's own logic: ``controller.apply`` for the
+other robots (the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+``data`` (``Batch.get_data``, 5-20 us) so that its code reads the state it would have stepped
+itself, the divergence check's warning counters, and the success test of tasks without a
+batched form.
 
 Semantics are those of ``gymnasium.vector.SyncVectorEnv`` over ``gym.make(env_id)``
 envs (``TimeLimit`` from the registry, ``NEXT_STEP`` autoreset, seeds ``seed + i``,
