@@ -433,6 +433,13 @@ class FlowEnv(gym.Env):
         """The task's own success criterion (AND-ed with reaching the flow's end) and extra info."""
         return True, {}
 
+    @classmethod
+    def _task_success_batch(cls, envs, points: np.ndarray):
+        """``[env._task_success(p) for env, p in zip(envs, points)]`` for envs of this class (the
+        batched vector env calls this; a task may compute it over all envs at once, with the same
+        results; d2f_envs.vector uses it only from the class that defines ``_task_success``)."""
+        return [env._task_success(p) for env, p in zip(envs, points)]
+
     def _size_bodies(self) -> np.ndarray:
         """The bodies ``randomize["size"]`` scales: the tracked object's (a rigid binding's body, a piece
         set's pieces). A task whose object cannot be resized at run time raises ValueError saying why."""

@@ -10,16 +10,22 @@ that is task logic is the env's own code. What is batched:
   pool outside the GIL (bit-identical to a loop of ``mj_step``); with ``groups=G``
   the envs are split over G batches and a group's physics runs in a worker thread
   while Python handles the other groups (pipelined);
-* the flow reward's time alignment (errors to all remaining frames, argmin, subgoal,
-  terms), the rigid binding's points and the observation's flow part: numpy array
-  operations over all sub-envs at once, the same IEEE operations in the same order
-  as :class:`~d2f_envs.reward.FlowTrackingReward` and ``FlowEnv._get_obs``.
+* the flow reward's time alignment (the nearest frame, skipping frames a centroid lower
+  bound rules out: d2f_envs.alignment; subgoal, terms), the rigid binding's points and the
+  observation's flow part: numpy array operations over all sub-envs at once, the same IEEE
+  operations in the same order as :class:`~d2f_envs.reward.FlowTrackingReward` and
+  ``FlowEnv._get_obs``;
+* where the env's own code has a form over several envs (``*_batch`` methods, used only from
+  the class that defines the per-env method): the controller for robots with a batched command
+  (the pusher: ``EndEffectorController.step_targets`` + ``command_batch``), the task's success
+  test (``_task_success_batch``: Push-T's coverage) and the robot's proprioception
+  (``proprio_batch``, read from the batch's rows).
 
-Per sub-env Python remains where it is the env's own logic: ``controller.apply``
-(the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
-``data`` (``Batch.get_data``, a few microseconds) so that its code reads the state
-it would have stepped itself, the divergence check, the task's success test
-(e.g. Push-T's coverage) and the robot's proprioception.
+Per sub-env Python remains where it is the env's own logic: ``controller.apply`` for the
+other robots (the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+``data`` (``Batch.get_data``, 5-20 us) so that its code reads the state it would have stepped
+itself, the divergence check's warning counters, and the success test of tasks without a
+batched form.
 
 Semantics are those of ``gymnasium.vector.SyncVectorEnv`` over ``gym.make(env_id)``
 envs (``TimeLimit`` from the registry, ``NEXT_STEP`` autoreset, seeds ``seed + i``,
@@ -65,8 +71,10 @@ from gymnasium.vector.utils import batch_space
 from mujoco.batch import Batch, SimulationError
 
 from .base import FlowEnv
+from .alignment import frame_centroids, nearest_frames, pair_errors
 from .bindings import RigidBinding
 from .reward import FlowTrackingReward
+from .robots.controller import EndEffectorController
 
 #: physics backends: mujoco.batch (CPU, bit-identical to single envs) or MuJoCo Warp (d2f_envs/warp_backend.py)
 BACKENDS = ("mujoco", "warp")
@@ -92,6 +100,13 @@ STATE_FIELDS = (
 )
 
 
+def _defined_together(cls: type, name: str) -> bool:
+    """Whether the class in ``cls``'s MRO that defines method ``name`` also defines ``name + "_batch"``
+    (its form over several envs): a subclass that overrides only ``name`` must not get a stale batch form."""
+    owner = next(c for c in cls.__mro__ if name in vars(c))
+    return name + "_batch" in vars(owner)
+
+
 class _SimGroup:
     """The simulations of sub-envs ``lo .. hi-1`` in one persistent Batch, with the views the env reads."""
 
@@ -101,6 +116,7 @@ class _SimGroup:
         self.state_views = [(name, self.batch.bind(name)) for name, bit in STATE_FIELDS
                             if mujoco.mj_stateSize(model, bit)]
         self.ctrl = self.batch.bind("ctrl")
+        self.qpos, self.qvel = self.batch.bind("qpos"), self.batch.bind("qvel")
         # the pinch of the cloth task switches equality constraints in the controller: an input like ctrl
         self.eq_active = self.batch.bind("eq_active") if model.neq else None
         if want_poses:
@@ -118,6 +134,10 @@ class _SimGroup:
         self.ctrl[row] = data.ctrl
         if self.eq_active is not None:
             self.eq_active[row] = data.eq_active
+
+    def finite(self, rows: List[int]) -> List[bool]:
+        """Per row: whether its qpos and qvel are finite (FlowEnv._check_divergence's state test)."""
+        return (np.isfinite(self.qpos[rows]).all(axis=1) & np.isfinite(self.qvel[rows]).all(axis=1)).tolist()
 
     def get_data(self, row: int, data: mujoco.MjData) -> None:
         """``data`` <- simulation ``row`` (a copy of the batch's MjData)."""
@@ -215,6 +235,18 @@ class BatchedFlowVectorEnv(VectorEnv):
             and not rf.scales.reach  # the optional reach term is not in the batched kernel: each env's own reward
             and e0._tracker is None)  # obs_mode="real": the tracker's observation is each env's own
         self.rigid_points = bool(vectorize) and type(e0.binding) is RigidBinding
+        # the controller over envs at once: a robot with a batched command (the pusher), the standard
+        # controller without yaw/grip dofs, no action latency (an action queue per env), no equality switches
+        ctl = e0.controller
+        self._batched_controls = (
+            bool(vectorize) and _defined_together(type(e0.robot), "command") and type(ctl) is EndEffectorController
+            and ctl._ix["yaw"] < 0 and ctl._ix["grip"] < 0
+            and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
+        self._batched_proprio = bool(vectorize) and backend == "mujoco" and _defined_together(type(e0.robot), "proprio")
+        # the task's success test over envs at once, when the class that defines _task_success also
+        # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
+        self._success_batch = (cls._task_success_batch if vectorize and _defined_together(cls, "_task_success")
+                               else FlowEnv._task_success_batch.__func__.__get__(cls))
 
         # ---- the batches: every sub-env's model is compiled from the same spec and kwargs, so one model serves
         #      all (tasks randomise through state: qpos, mocap, never model edits). The envs are split into
@@ -252,14 +284,12 @@ class BatchedFlowVectorEnv(VectorEnv):
             T, N = rf._vis.shape
             self._T = T
             self._vis, self._nvis, self._all_visible = rf._vis, rf._nvis, rf._all_visible
-            self._planes = np.empty((self.num_envs, 3, T, N))  # each sub-env's target as coordinate planes
-            self._buf3 = np.empty((self.num_envs, 3, T, N))
-            self._buf = np.empty((self.num_envs, T, N))
+            self._planes = np.empty((self.num_envs, T, 3, N))  # each sub-env's target as per-frame coordinate planes
+            self._cents = np.empty((self.num_envs, T, 3))  # their frame centroids (d2f_envs.alignment)
             self._kp = e0._kp
             self._target_kp = np.empty((self.num_envs, T, len(self._kp), 3))
             self._t_star = np.zeros(self.num_envs, dtype=np.int64)
             self._steps = np.zeros(self.num_envs, dtype=np.int64)
-            self._frames = np.arange(T)
             self._proprio_dim = e0.robot.proprio_dim
             if not self._reward_kernel_matches_reward():
                 warnings.warn(f"{env_id}: {type(rf).__name__} computes something the batched reward does not "
@@ -294,7 +324,8 @@ class BatchedFlowVectorEnv(VectorEnv):
         self._elapsed[k] = 0
         if self.vectorized:
             rf = self.envs[k].reward_fn
-            self._planes[k] = np.moveaxis(rf.target, 2, 0)
+            self._planes[k] = rf.target.transpose(0, 2, 1)
+            self._cents[k] = frame_centroids(rf.target, self._vis, self._nvis, self._all_visible)
             self._target_kp[k] = rf.target[:, self._kp]
             self._t_star[k] = rf.t_star
             self._steps[k] = rf.steps
@@ -385,10 +416,15 @@ class BatchedFlowVectorEnv(VectorEnv):
             if prof:
                 t0 = self._tick("physics_wait", t0)
             h = []
-            for k in ks:
+            # the finiteness half of each env's divergence check, over the group's rows at once
+            finite = g.finite([k - g.lo for k in ks]) if self.backend == "mujoco" else None
+            for j, k in enumerate(ks):
                 env = envs[k]
                 g.get_data(k - g.lo, env.data)
-                reason = env._check_divergence()
+                if finite is not None and finite[j] and env._divergence_count() == env._warn_count:
+                    reason = None  # what env._check_divergence() finds without a new warning in a finite state
+                else:
+                    reason = env._check_divergence()
                 if k - g.lo in failed:  # a single env's mj_step would have raised here; truncate instead
                     reason = f"physics failed: {failed[k - g.lo]} at t={env.data.time:.3f}s"
                 if reason:
@@ -426,40 +462,31 @@ class BatchedFlowVectorEnv(VectorEnv):
             self._obs[k], rewards[k], terminated[k], truncated[k], info = envs[k]._diverged_step(acts[k], reason)
             self._load_row(k)  # the env reset its data to the nominal state: keep the batch in step
             extra_infos.append((k, info))
-        for k, info in sorted(extra_infos, key=lambda x: x[0]):  # env order, as SyncVectorEnv creates arrays
-            infos = self._add_info(infos, info, k)
+        extra_infos.sort(key=lambda x: x[0])  # env order, as SyncVectorEnv creates arrays
+        if not self._add_uniform_infos(infos, extra_infos):
+            for k, info in extra_infos:
+                infos = self._add_info(infos, info, k)
 
         # ---- TimeLimit, then NEXT_STEP autoreset flags
         truncated[step_ids] |= self._elapsed[step_ids] >= self.max_episode_steps
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, infos
 
-    def _reward_kernel(self, pts, t_old, steps, planes, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
+    def _reward_kernel(self, pts, t_old, steps, planes, cents, acts, task_ok, reward_fns) -> Dict[str, np.ndarray]:
         """FlowTrackingReward.step (measure, terms, success, reward) for E_h envs at once.
 
         ``pts`` (E_h, N, 3); ``t_old`` t* before the step; ``steps`` the step counts after it; ``planes``
-        (E_h, 3, T, N) the re-anchored targets; ``acts`` the float64 actions; ``task_ok`` the task's criterion.
+        (E_h, T, 3, N) the re-anchored targets, ``cents`` (E_h, T, 3) their frame centroids
+        (d2f_envs.alignment); ``acts`` the float64 actions; ``task_ok`` the task's criterion.
         Same IEEE operations in the same order as the reward's own code, element by element.
         """
         rf0 = self.envs[0].reward_fn
         nh = len(pts)
-        # ---- time alignment (FlowTrackingReward.measure): errors to every frame from the smallest t* on
-        #      (FlowTrackingReward._errors_from's arithmetic, per element), argmin over each env's frames >= t*
-        f0 = int(t_old.min())
-        Tr = self._T - f0
-        planes = planes[:, :, f0:]  # (E_h, 3, T', N)
-        b3 = self._buf3[:nh, :, :Tr]  # preallocated: a fresh MB-sized array per step costs page faults
-        np.subtract(planes, np.ascontiguousarray(pts.transpose(0, 2, 1))[:, :, None, :], out=b3)
-        np.multiply(b3, b3, out=b3)
-        d = self._buf[:nh, :Tr]
-        np.add(b3[:, 0], b3[:, 1], out=d)
-        np.add(d, b3[:, 2], out=d)
-        np.sqrt(d, out=d)
-        if not self._all_visible:
-            np.multiply(d, self._vis[f0:], out=d)
-        errs = np.divide(d.sum(axis=2), self._nvis[f0:])  # (E_h, T'): column j is frame f0 + j
-        masked = np.where(self._frames[None, f0:] >= t_old[:, None], errs, np.inf)  # never search back
-        t_new = masked.argmin(axis=1) + f0
+        # ---- time alignment (FlowTrackingReward.measure): the nearest frame from each env's t* on, computing
+        #      exact errors (FlowTrackingReward._errors_from's arithmetic) only for frames that can be nearest
+        vis, nvis, allv = self._vis, self._nvis, self._all_visible
+        pts_t = np.ascontiguousarray(pts.transpose(0, 2, 1))  # (E_h, 3, N)
+        t_new = nearest_frames(planes, cents, pts, pts_t, t_old, vis, nvis, allv)
         last = self._T - 1
         clock = np.rint(steps * rf0.dt * rf0.flow.fps).astype(np.int64)  # == int(round(.)): half to even
         if rf0.alignment == "nearest":
@@ -468,10 +495,12 @@ class BatchedFlowVectorEnv(VectorEnv):
                 sub = np.maximum(sub, np.minimum(clock - rf0.max_lag, last))
         else:
             sub = np.minimum(clock, last)
-        tracking = errs[np.arange(nh), np.maximum(sub - f0, 0)]
+        rows = np.arange(nh)
+        at = pair_errors(planes, pts_t, np.concatenate([rows, rows]), np.concatenate([sub, np.full(nh, last)]),
+                         vis, nvis, allv)
+        tracking, final = at[:nh], at[nh:]
         for j in np.flatnonzero(sub < t_old).tolist():  # clock alignment only: the reward's frame_error path
             tracking[j] = reward_fns[j].frame_error(pts[j], int(sub[j]))
-        final = errs[:, -1].copy()
         progress = t_new - t_old
         # ---- terms (FlowTrackingReward.terms): math.exp / a @ a per env keep libm's and BLAS's roundings
         s = rf0.scales
@@ -497,13 +526,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         rf = copy.deepcopy(self.envs[0].reward_fn)
         rng = np.random.default_rng(0)
         rf.reset(rf.flow.points[0] + 0.01, anchor=True)
-        planes = np.moveaxis(rf.target, 2, 0)[None].copy()
+        planes = rf.target.transpose(0, 2, 1)[None].copy()
+        cents = frame_centroids(rf.target, rf._vis, rf._nvis, rf._all_visible)[None]
         t_star, steps = 0, 0
         for frame in np.linspace(0, self._T - 1, 6).round().astype(int).tolist():
             pts = rf.target[frame] + rng.normal(scale=0.005, size=rf.target[frame].shape)
             act = rng.uniform(-1, 1, size=self.single_action_space.shape)
             ok = bool(rng.integers(2))
-            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, [act],
+            r = self._reward_kernel(pts[None], np.array([t_star]), np.array([steps + 1]), planes, cents, [act],
                                     np.array([ok]), [rf])
             reward, info = rf.step(pts, act, task_success=ok)
             t_star, steps = rf.t_star, rf.steps
@@ -516,6 +546,20 @@ class BatchedFlowVectorEnv(VectorEnv):
     # ------------------------------------------------------------------ the vectorised reward + observation
     def _apply_controls(self, g: "_SimGroup", ks: List[int], actions: np.ndarray, acts: List[Any]) -> None:
         envs = self.envs
+        if self._batched_controls:
+            # EndEffectorController.apply + the robot's command as array operations over the envs; the
+            # envs' controllers keep their targets, their data gets the ctrl from the batch after the step
+            A = np.array(actions[ks], dtype=np.float64)
+            for j in np.flatnonzero(~np.isfinite(A).all(axis=1)).tolist():  # as FlowEnv.step
+                A[j] = np.nan_to_num(A[j], nan=0.0, posinf=1.0, neginf=-1.0)
+            tcp = np.array([envs[k].robot.tcp_pos(envs[k].data) for k in ks])
+            ctrls = [envs[k].controller for k in ks]
+            targets = EndEffectorController.step_targets(ctrls, A, tcp)
+            for j, k in enumerate(ks):
+                acts[k] = A[j]
+                ctrls[j].target_pos = targets[j]
+            envs[ks[0]].robot.command_batch(targets, g.ctrl, [k - g.lo for k in ks])
+            return
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)
             if not math.isfinite(a.dot(a)):  # as FlowEnv.step: a NaN action means "no motion"
@@ -545,14 +589,18 @@ class BatchedFlowVectorEnv(VectorEnv):
         task_ok, extras = [], []
         a_ = self._proprio_dim
         obs = self._obs
-        for j, k in enumerate(h):
-            env = envs[k]
+        hs = [envs[k] for k in h]
+        for j, env in enumerate(hs):
             env._points = pts[j]
-            ok, extra = env._task_success(pts[j])
+        for j, (ok, extra) in enumerate(self._success_batch(hs, pts)):
             task_ok.append(bool(ok))
             extras.append(extra)
-            extra_infos.append((k, extra))
-            obs[k, :a_] = env.robot.proprio(env.data)
+            extra_infos.append((h[j], extra))
+        if self._batched_proprio:  # from the batch's rows: the state and outputs get_data copied into env.data
+            obs[h, :a_] = hs[0].robot.proprio_batch(g.qpos[rows], g.qvel[rows], g.site_xpos[rows])
+        else:
+            for k, env in zip(h, hs):
+                obs[k, :a_] = env.robot.proprio(env.data)
         if self.profile:
             self._tick("task_success", t0)  # with the proprioception (a few us per env)
         return h, pts, g.site_xpos[rows, self._tcp_site], task_ok, extras
@@ -574,6 +622,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         t_old = self._t_star[h]
         steps = self._steps[h] + 1
         r = self._reward_kernel(pts, t_old, steps, self._planes if len(healthy) == E else self._planes[h],
+                                self._cents if len(healthy) == E else self._cents[h],
                                 [acts[k] for k in healthy], np.array(task_ok),
                                 [envs[k].reward_fn for k in healthy])
         tracking, final, t_new, sub, progress = r["tracking_error"], r["final_error"], r["flow_index"], \
@@ -583,16 +632,14 @@ class BatchedFlowVectorEnv(VectorEnv):
         rewards[h] = r["reward"]
         self._t_star[h] = t_new
         self._steps[h] = steps
-        rows = np.arange(len(healthy))
         if prof:
             t0 = self._tick("reward", t0)
 
         # ---- observation (FlowEnv._get_obs)
         pk = pts[:, self._kp]  # (E_h, K, 3)
         K = pk.shape[1]
-        tk = self._target_kp[h]
-        subp = tk[rows, sub]
-        goal = tk[:, -1]
+        subp = self._target_kp[h, sub]  # (gathering only the two frames used, not every env's (T, K, 3))
+        goal = self._target_kp[h, -1]
         phase = t_new / max(self._T - 1, 1)
         a_, b_ = self._proprio_dim, self._proprio_dim + 3 * K
         obs = self._obs
@@ -630,6 +677,34 @@ class BatchedFlowVectorEnv(VectorEnv):
         if prof:
             self._tick("obs", t0)
         return infos
+
+    def _add_uniform_infos(self, infos: Dict[str, Any], extra_infos: List[tuple]) -> bool:
+        """What ``_add_info`` over ``extra_infos`` (sorted by env) would add, as one array per key, when
+        every env has the same new keys with scalars of one type each (the task's extras in a step
+        without resets: Push-T's coverage); returns False (nothing added) otherwise."""
+        if not extra_infos:
+            return True
+        keys = list(extra_infos[0][1])
+        if any(list(info) != keys for _, info in extra_infos):
+            return False
+        columns = []
+        for key in keys:
+            vals = [info[key] for _, info in extra_infos]
+            t = type(vals[0])
+            # _add_info's array type for a new key: that of the first env's value (int, float, bool, numpy scalar)
+            if key in infos or "_" + key in infos or not (t in (int, float, bool) or issubclass(t, np.number)):
+                return False
+            if any(type(v) is not t for v in vals):
+                return False
+            columns.append((key, vals, t))
+        ids = [k for k, _ in extra_infos]
+        for key, vals, t in columns:
+            arr = np.zeros(self.num_envs, dtype=t)
+            arr[ids] = vals
+            mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[ids] = True
+            infos[key], infos["_" + key] = arr, mask
+        return True
 
     # ------------------------------------------------------------------ misc
     def simulation(self, k: int):

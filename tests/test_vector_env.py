@@ -75,6 +75,26 @@ def test_identical_to_sync_vector_env_of_single_envs(env_id, robot, n, steps, ma
     assert sum(int(tr.sum()) for _, tr, _ in runs) >= n * (steps // (max_steps + 1))
 
 
+def test_pushing_policy_with_wild_actions_is_identical_too():
+    """Push-T with the pusher pushing its block (coverage changes: the batched coverage recomputes it;
+    the batched controller clips large, NaN and infinite actions as FlowEnv.step does)."""
+    n = 4
+    bat = BatchedFlowVectorEnv(PUSHT, n, max_episode_steps=15)
+    assert bat._batched_controls and bat._success_batch.__func__ is PushTEnv._task_success_batch.__func__
+    lay = bat.envs[0].obs_layout["tcp_to_object"]
+    rng = np.random.default_rng(5)
+
+    def policy():
+        a = 40.0 * bat._obs[:, lay][:, :2] + rng.normal(scale=0.5, size=(n, 2))  # towards the block, clipped
+        a[rng.random((n, 2)) < 0.03] = np.nan
+        a[rng.random((n, 2)) < 0.02] = np.inf
+        return a.astype(np.float32)
+
+    runs = assert_same_run(reference(PUSHT, n, 15), bat, 45, seed=3, policy=policy)
+    covs = np.array([info["coverage"] for _, _, info in runs])
+    assert len(np.unique(covs)) > 10  # the blocks did move
+
+
 def test_pipelined_groups_are_identical_too():
     """groups=2: two Batches, one's physics in a worker thread while Python handles the other."""
     bat = BatchedFlowVectorEnv(PUSHT, 3, max_episode_steps=8, groups=2)
@@ -385,3 +405,17 @@ def test_ppo_learns_a_few_hundred_steps_on_the_batched_env():
     assert model.num_timesteps == 256
     assert len(model.ep_info_buffer) == 4 * (256 // 4 // 20)  # VecMonitor saw every episode end
     assert all(np.isfinite(ep["r"]) and ep["l"] == 20 for ep in model.ep_info_buffer)
+
+
+@pytest.mark.parametrize("env_id, robot", [(PUSHT, "pusher"), (PUSHT, "panda"), ("D2F-OpenDoor-v0", "floating_gripper"),
+                                           ("D2F-OpenDrawer-v0", "panda_gripper")])
+def test_batched_proprio_is_the_robots_own(env_id, robot):
+    """The robots' proprio_batch (from the Batch's rows) is their proprio (from each env's MjData)."""
+    bat = BatchedFlowVectorEnv(env_id, 3, robot=robot)
+    assert bat._batched_proprio
+    bat.reset(seed=2)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        bat.step(rng.uniform(-1, 1, size=bat.action_space.shape))
+        for k, env in enumerate(bat.envs):
+            assert np.array_equal(bat._obs[k, :env.robot.proprio_dim], env.robot.proprio(env.data))

@@ -525,6 +525,17 @@ class ArmRobot(RobotAdapter):
             out[2 * n + 3] = self.opening(data)
         return out
 
+    def proprio_batch(self, qpos: np.ndarray, qvel: np.ndarray, site_xpos: np.ndarray) -> np.ndarray:
+        """:meth:`proprio` of several arms from their Batch rows ((n, nq), (n, nv), (n, nsite, 3))."""
+        n = self.n_arm
+        out = np.empty((len(qpos), self.proprio_dim))
+        out[:, :n] = qpos[:, self._qpos]
+        out[:, n:2 * n] = qvel[:, self._dofs]
+        out[:, 2 * n:2 * n + 3] = site_xpos[:, self.tcp_site_id]
+        if self.has_gripper:  # opening(): q[f0] + q[f1]
+            out[:, 2 * n + 3] = qpos[:, self._finger_q[0]] + qpos[:, self._finger_q[1]]
+        return out
+
     @property
     def proprio_dim(self):
         return 2 * self.n_arm + 3 + (1 if self.has_gripper else 0)

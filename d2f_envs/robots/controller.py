@@ -98,3 +98,23 @@ class EndEffectorController:
         if ix["grip"] >= 0:
             self.grip = float(a[ix["grip"]])
         self.robot.command(model, data, self.target_pos, self.target_yaw, self.grip)
+
+    @staticmethod
+    def step_targets(ctrls: Sequence["EndEffectorController"], actions: np.ndarray, tcp: np.ndarray) -> np.ndarray:
+        """:meth:`apply`'s position-target update for several controllers of one configuration at once
+        (the batched vector env): ``actions`` (n, A) float64, ``tcp`` (n, 3) the measured TCPs; returns
+        the new ``target_pos`` (n, 3). Only for controllers without yaw and grip dofs. The same IEEE
+        operations, element by element, as apply()'s scalar code: numpy's maximum/minimum are Python's
+        max/min on the finite numbers these are (apply's callers replace a NaN action first)."""
+        c = ctrls[0]
+        cfg = c.config
+        a = np.minimum(np.maximum(actions, -1.0), 1.0)
+        target = np.array([k.target_pos for k in ctrls])
+        for k, i in enumerate(c._pos_idx_list):
+            t = target[:, k] + (a[:, i] * cfg.max_delta_pos if i >= 0 else 0.0)
+            t = np.minimum(np.maximum(t, c.lo[k]), c.hi[k])
+            if i >= 0:
+                t = np.minimum(np.maximum(t, tcp[:, k] - cfg.max_lead), tcp[:, k] + cfg.max_lead)
+            target[:, k] = t
+        return target
+

@@ -130,6 +130,15 @@ class FloatingGripperRobot(RobotAdapter):
             data.qpos[self._qadr], data.qvel[self._dadr], data.site_xpos[self.tcp_site_id], (self.opening(data),),
         ])
 
+    def proprio_batch(self, qpos: np.ndarray, qvel: np.ndarray, site_xpos: np.ndarray) -> np.ndarray:
+        """:meth:`proprio` of several grippers from their Batch rows ((n, nq), (n, nv), (n, nsite, 3))."""
+        out = np.empty((len(qpos), 16))
+        out[:, :6] = qpos[:, self._qadr]
+        out[:, 6:12] = qvel[:, self._dadr]
+        out[:, 12:15] = site_xpos[:, self.tcp_site_id]
+        out[:, 15] = qpos[:, self._qadr[4]] + qpos[:, self._qadr[5]]
+        return out
+
     @property
     def proprio_dim(self):
         return 16

@@ -61,10 +61,24 @@ class PusherRobot(RobotAdapter):
         ctrl[self._act_x] = x - bx
         ctrl[self._act_y] = y - by
 
+    def command_batch(self, targets: np.ndarray, ctrl: np.ndarray, rows: list) -> None:
+        """:meth:`command` for several pushers of one model: ``ctrl[rows]`` from ``targets`` (n, 3)
+        (the batched vector env writes its Batch's ctrl rows; same arithmetic as command)."""
+        bx, by = self._base_xy
+        ctrl[rows, self._act_x] = targets[:, 0] - bx
+        ctrl[rows, self._act_y] = targets[:, 1] - by
+
     def proprio(self, data):
         out = np.empty(5)
         out[:3] = data.site_xpos[self.tcp_site_id]
         out[3:] = data.qvel[self._dadr]
+        return out
+
+    def proprio_batch(self, qpos: np.ndarray, qvel: np.ndarray, site_xpos: np.ndarray) -> np.ndarray:
+        """:meth:`proprio` of several pushers from their Batch rows ((n, nq), (n, nv), (n, nsite, 3))."""
+        out = np.empty((len(qvel), 5))
+        out[:, :3] = site_xpos[:, self.tcp_site_id]
+        out[:, 3:] = qvel[:, self._dadr]
         return out
 
     @property
