@@ -33,13 +33,13 @@ TASK_DIRS = {
 FILES = {"demo": "demo.npz", "extracted": "extracted.npz", "ground_truth": "ground_truth.npz"}
 
 #: env id -> the flow its envs use by default (a name in FILES). "extracted" where the scripted
-#: controllers succeed >= 95 % with it on every robot, seeds 0..19, as with the demo flow
-#: (benchmarks/scripted_success.py --flow extracted); else "demo": Push-T (the Panda: 85 %; over
-#: seeds 0..79 96 % vs the demo flow's 98 %), the cloth (0 %: the flow point the scripted controller
-#: follows, nearest the grasp, is lost under the hand) and the pasta (the env refuses the flow:
-#: frames with no visible point). Numbers: benchmarks/results/scripted_success_*.md.
+#: controllers succeed with it about as often as with the demo flow, on every robot
+#: (benchmarks/scripted_success.py --flow extracted; Push-T's Panda: 96 % over seeds 0..79 vs the demo
+#: flow's 98 %, 85 % over seeds 0..19); else "demo": the cloth (0 %: the flow point the scripted
+#: controller follows, nearest the grasp, is lost under the hand) and the pasta (the env refuses the
+#: flow: frames with no visible point). Numbers: benchmarks/results/scripted_success_*.md.
 DEFAULT = {
-    "D2F-PushT-v0": "demo",
+    "D2F-PushT-v0": "extracted",
     "D2F-OpenDrawer-v0": "extracted",
     "D2F-OpenDoor-v0": "extracted",
     "D2F-PickPlace-v0": "extracted",
