@@ -7,10 +7,10 @@ Per task: render the scripted demonstration (d2f_envs/render_demo.py: no robot, 
 hand, the scene's ``demo`` camera, else ``overview``) to files exactly as ``python -m flows
 render-demo`` does, run the extraction that command suggests (``render_demo.extract_arguments``:
 ``python -m flows extract VIDEO --mask mask.png --depth depth.npz --tracker lk --depth-model
-measured --motion rigid|none``) on them, and compare the extracted flow with the ground truth of
+measured --motion rigid|deformable|none``) on them, and compare the extracted flow with the ground truth of
 the SAME query points (``ground_truth_for_points``: each extracted point is attached to the body /
 cloth triangle it lies on at its first visible frame and carried with the simulator state).
-Where the motion model is rigid, the same extraction without it (the tracker alone) is measured
+Where there is a motion model, the same extraction without it (the tracker alone) is measured
 too. Errors are over the samples visible in both flows ("both-visible"; the extracted flow's
 invisible samples are filled in, not measured), plus the final frame's error over points the
 ground truth sees there. Times are per video frame and per stage.
@@ -107,7 +107,7 @@ def _extract(ddir: Path, env_id: str, object_name: str, motion: str, generator: 
 def run_task(env_id: str, width: int, height: int, write_data: bool, seeds: int, keep: str | None,
              motion: str = "auto") -> dict:
     """One row: render ``env_id``'s demo, extract its flow (``motion``: ``"auto"`` = the object's
-    model, ``render_demo.motion_model``; or ``"none"`` / ``"rigid"``), measure it against the ground truth."""
+    model, ``render_demo.motion_model``; or ``"none"`` / ``"rigid"`` / ``"deformable"``), measure it against the ground truth."""
     from d2f_envs.render_demo import (
         GroundTruthTracker, extract_arguments, ground_truth_for_points, motion_model, render_demo, write_demo,
     )
@@ -180,14 +180,16 @@ def table(rows) -> list:
         f"Machine: {machine()}.",
         "",
         "Extraction (`lk` tracker, `measured` depth, mask from the render; motion model `rigid` for the rigid and "
-        "articulated objects, none for the cloth and the pasta) of each task's rendered scripted demonstration "
+        "articulated objects, `deformable` for the cloth, none for the pasta) of each task's rendered scripted demonstration "
         "(`python -m flows render-demo`: stand-in hand, the scene's `demo` camera (the door's, from the hinge side) "
         "else `overview`; the commands are in the JSON and in each extracted flow's `extra.commands`) against the "
         "simulator's ground truth of the same query points (`python benchmarks/extraction_accuracy.py`). "
         "Errors over samples visible in both flows (visible: the extracted flow's measured samples); final = last "
         "frame, points the ground truth sees, extracted positions as the env would use them (lost points filled in: "
-        "from the fitted pose with the rigid model, else held at their last position); all-samples = every frame and "
-        "point, likewise. Rows `lk` are the tracker alone (no motion model), `lk + rigid` the shipped extraction. "
+        "from the fitted pose with the rigid model, from their neighbours' motion with the deformable one, else held "
+        "at their last position); all-samples = every frame and "
+        "point, likewise. Rows `lk` are the tracker alone (no motion model), `lk + rigid` / `lk + deformable` the "
+        "shipped extraction. "
         "Times per video frame. True-tracks: the same pipeline with the simulator's 2D tracks instead of LK "
         "(`GroundTruthTracker`): the error of depth sampling, lifting and camera alone.",
         "",
@@ -248,8 +250,9 @@ def main(argv=None) -> None:
     ap.add_argument("--solvability-seeds", type=int, default=0,
                     help="scripted-controller episodes with the extracted vs the shipped flow (0: skip)")
     ap.add_argument("--keep-demos", default=None, help="keep the rendered demo folders under this folder")
-    ap.add_argument("--motion", default="auto", choices=["auto", "none", "rigid"],
-                    help="extraction motion model (auto: rigid for rigid and articulated objects, else none)")
+    ap.add_argument("--motion", default="auto", choices=["auto", "none", "rigid", "deformable"],
+                    help="extraction motion model (auto: rigid for rigid and articulated objects, deformable for "
+                         "the cloth, else none)")
     ap.add_argument("--out", default="benchmarks/results/extraction_accuracy.json")
     ap.add_argument("--table-only", action="store_true", help="rewrite the .md table from the rows of --out")
     args = ap.parse_args(argv)

@@ -86,14 +86,14 @@ def check_env_id(env_id: str) -> str:
 def motion_model(env_id: str) -> str:
     """The extraction's motion model (``python -m flows extract --motion``) for ``env_id``'s object:
     ``"rigid"`` for rigid objects and articulated ones (their mask covers the one moving part: the
-    drawer, the door leaf), ``"none"`` for the cloth and the pasta pieces."""
+    drawer, the door leaf), ``"deformable"`` for the cloth, ``"none"`` for the pasta pieces."""
     import importlib
 
     import gymnasium as gym
 
     module, name = gym.spec(check_env_id(env_id)).entry_point.split(":")
     object_class = getattr(importlib.import_module(module), name).object_class
-    return "rigid" if object_class in ("rigid", "articulated") else "none"
+    return {"rigid": "rigid", "articulated": "rigid", "deformable": "deformable"}.get(object_class, "none")
 
 
 def extract_arguments(env_id: str, folder, object_name: str, output="flow.npz") -> List[str]:
