@@ -1,4 +1,4 @@
-"""Accuracy of the weight-free extraction (LK tracks + measured depth) on rendered demonstrations.
+"""Accuracy of the weight-free extraction (LK or blob tracks + measured depth) on rendered demonstrations.
 
     python benchmarks/extraction_accuracy.py                       # all six tasks, 320x240
     python benchmarks/extraction_accuracy.py --env D2F-PushT-v0 --write-data --solvability-seeds 5
@@ -6,7 +6,7 @@
 Per task: render the scripted demonstration (d2f_envs/render_demo.py: no robot, a stand-in
 hand, the scene's ``demo`` camera, else ``overview``) to files exactly as ``python -m flows
 render-demo`` does, run the extraction that command suggests (``render_demo.extract_arguments``:
-``python -m flows extract VIDEO --mask mask.png --depth depth.npz --tracker lk --depth-model
+``python -m flows extract VIDEO --mask mask.png --depth depth.npz --tracker lk|blob --depth-model
 measured --motion rigid|deformable|none``) on them, and compare the extracted flow with the ground truth of
 the SAME query points (``ground_truth_for_points``: each extracted point is attached to the body /
 cloth triangle it lies on at its first visible frame and carried with the simulator state).
@@ -94,7 +94,9 @@ def _extract(ddir: Path, env_id: str, object_name: str, motion: str, generator: 
     from flows.extract import extract_flow
     from flows.extract.registry import DEPTH_ESTIMATORS, TRACKERS
 
-    trk = _Timed(TRACKERS.create("lk"), "track")
+    from d2f_envs.render_demo import tracker_for
+
+    trk = _Timed(TRACKERS.create(tracker_for(env_id)), "track")
     dep = _Timed(DEPTH_ESTIMATORS.create("measured"), "estimate")
     t0 = time.perf_counter()
     ext = extract_flow(ddir / "video.mp4", ddir / "camera.json", mask=ddir / "mask.png", tracker=trk, depth=dep,
@@ -138,6 +140,7 @@ def run_task(env_id: str, width: int, height: int, write_data: bool, seeds: int,
                           depth="measured", depth_data=demo.depth, progress=False, task=env_id)
     oracle_acc = flow_accuracy(oracle, ground_truth_for_points(demo, oracle)[0], demo.camera)
     row = {"env": env_id, "width": width, "height": height, "camera": demo.camera_name, "motion": motion,
+           "tracker": ext.source["tracker"],
            "anchored_at_frame0": float((anchor == 0).mean()),
            "queries": int(ext.extra["extraction"]["num_queries"]), "commands": [render_cmd, extract_cmd]}
     row.update(flow_accuracy(ext, gt, demo.camera))
@@ -179,7 +182,7 @@ def table(rows) -> list:
     lines = [
         f"Machine: {machine()}.",
         "",
-        "Extraction (`lk` tracker, `measured` depth, mask from the render; motion model `rigid` for the rigid and "
+        "Extraction (`lk` tracker, `blob` for the pasta's pieces, `measured` depth, mask from the render; motion model `rigid` for the rigid and "
         "articulated objects, `deformable` for the cloth, none for the pasta) of each task's rendered scripted demonstration "
         "(`python -m flows render-demo`: stand-in hand, the scene's `demo` camera (the door's, from the hinge side) "
         "else `overview`; the commands are in the JSON and in each extracted flow's `extra.commands`) against the "
@@ -201,10 +204,11 @@ def table(rows) -> list:
     for r in rows:
         motion = r.get("motion", "none")
         size = f"{r['width']}x{r['height']}"
+        tracker = r.get("tracker", "lk")
         if "tracker_alone" in r:
             a = r["tracker_alone"]
-            lines.append(f"| {r['env']} | lk | {size} | {a['points']} | {_cells(a)} | | | | | |")
-        label = "lk" if motion == "none" else f"lk + {motion}"
+            lines.append(f"| {r['env']} | {tracker} | {size} | {a['points']} | {_cells(a)} | | | | | |")
+        label = tracker if motion == "none" else f"{tracker} + {motion}"
         lines.append(
             f"| {r['env']} | {label} | {size} | {r['points']} | {_cells(r)} | "
             f"{1e3 * r['oracle_tracks_epe3d_median_m']:.2f} / {1e3 * r['oracle_tracks_final_epe3d_median_m']:.2f} mm | "

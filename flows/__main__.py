@@ -52,7 +52,8 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
                         "frame 0 that calibrates --depth-model depth-anything")
     p.add_argument("--mask", default=None, help="object mask image of frame 0 (PNG); default: --masker")
     p.add_argument("--masker", default="grounded-sam", help="masker used without --mask (default: grounded-sam)")
-    p.add_argument("--tracker", default="lk", help="2D tracker: lk (default, no weights) or cotracker")
+    p.add_argument("--tracker", default="lk", help="2D tracker: lk (default, no weights), blob (granular objects: pieces as blobs of "
+                                                             "their colour, no weights) or cotracker")
     p.add_argument("--tracker-checkpoint", default=None, help="CoTracker checkpoint (.pth)")
     p.add_argument("--depth-model", default="measured", help="depth: measured (default) or depth-anything")
     p.add_argument("--depth-anything-model", default=None,

@@ -136,7 +136,8 @@ def extract_flow(
     q = sample_query_points(obj_mask, max_points, method=method, frame=frames[0], seed=seed)
     bar = _Progress(progress, 2 * T)
     try:
-        tracks, tvis = trk.track(frames, q, progress=bar.stage(f"tracking ({stage_name(trk)})"))
+        track_kw = {"mask": obj_mask} if getattr(trk, "uses_mask", False) else {}
+        tracks, tvis = trk.track(frames, q, progress=bar.stage(f"tracking ({stage_name(trk)})"), **track_kw)
         tracks = np.asarray(tracks, dtype=np.float32)
         tvis = np.asarray(tvis, dtype=bool)
         if tracks.shape != (T, q.shape[0], 2) or tvis.shape != (T, q.shape[0]):
