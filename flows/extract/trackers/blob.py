@@ -14,7 +14,8 @@ frames with no piece left). Their colour, though, separates them from the scene.
 2. **segmentation** of every later frame with it (frame 0 uses the mask itself); the object's
    connected components (8-connected, at least ``min_area`` pixels) are the detections;
 3. **blob tracks**: one per connected component of frame 0's mask that holds a query point, at its
-   centroid. Frame by frame each track is predicted with its velocity (constant velocity, damped
+   centroid (a component much larger than the median one, pieces touching, is first split into
+   round(area / median area) parts by k-means on its pixels). Frame by frame each track is predicted with its velocity (constant velocity, damped
    while unmatched) and the tracks are matched one-to-one to the detections by the Hungarian
    algorithm on the distance from prediction to centroid, within ``max_jump`` pixels, a gate that
    grows by half of it per frame a track has been unmatched, up to ``reacquire`` pixels (default:
@@ -131,6 +132,31 @@ class BlobTracker:
         remap[keep] = np.arange(1, keep.size + 1)
         return remap[lab], cent[keep].astype(np.float64), stats[keep, cv2.CC_STAT_AREA]
 
+    @staticmethod
+    def _split_touching(lab: np.ndarray, cent: np.ndarray, area: np.ndarray):
+        """Frame 0's components with the ones much larger than the typical piece (pieces touching) split
+        into round(area / median area) parts (k-means on their pixels): one blob track per piece."""
+        import cv2
+
+        if area.size == 0:
+            return lab, cent, area
+        typical = float(np.median(area))
+        lab, cents, areas = lab.copy(), list(cent), list(area)
+        for c in np.flatnonzero(area >= 1.5 * typical):
+            k = int(round(area[c] / typical))
+            ys, xs = np.nonzero(lab == c + 1)
+            pix = np.stack([xs, ys], axis=1).astype(np.float32)
+            crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 50, 0.1)
+            cv2.setRNGSeed(0)
+            _, part, centres = cv2.kmeans(pix, k, None, crit, 3, cv2.KMEANS_PP_CENTERS)
+            part = part.ravel()
+            cents[c], areas[c] = centres[0].astype(np.float64), int((part == 0).sum())
+            for j in range(1, k):
+                lab[ys[part == j], xs[part == j]] = len(cents) + 1
+                cents.append(centres[j].astype(np.float64))
+                areas.append(int((part == j).sum()))
+        return lab, np.array(cents, dtype=np.float64).reshape(-1, 2), np.array(areas)
+
     def _snap(self, pts: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``pts`` (N, 2) moved to the nearest object pixel within ``snap`` pixels, and whether there was one."""
         H, W = seg.shape
@@ -172,7 +198,7 @@ class BlobTracker:
         tracks = np.zeros((T, N, 2), dtype=np.float32)
         visible = np.zeros((T, N), dtype=bool)
 
-        lab0, cent0, _ = self._components(mask0)
+        lab0, cent0, _ = self._split_touching(*self._components(mask0))
         # each query's blob: the component under it, else the nearest component centroid
         xi = np.clip(np.round(q[:, 0]).astype(int), 0, W - 1)
         yi = np.clip(np.round(q[:, 1]).astype(int), 0, H - 1)
