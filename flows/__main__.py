@@ -75,6 +75,9 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
                    help="with --motion rigid: metres from the fitted pose beyond which a point is dropped (default 0.01)")
     p.add_argument("--neighbours", type=int, default=8,
                    help="with --motion deformable: measured neighbours whose motion moves a lost point (default 8)")
+    p.add_argument("--stretch", type=float, default=0.005,
+                   help="with --motion deformable: metres a point's distances to its neighbours may change before "
+                        "it counts as slid off the object (default 0.005; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output flow .npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -106,7 +109,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         generator=args.generator, notes=args.notes, tracker_options=tracker_options, depth_options=depth_options,
         lift_options={"smooth": args.smooth}, motion=args.motion,
         motion_options={"rigid": {"threshold": args.rigid_threshold},
-                        "deformable": {"neighbours": args.neighbours}}.get(args.motion), seed=args.seed,
+                        "deformable": {"neighbours": args.neighbours, "stretch": args.stretch}}.get(args.motion), seed=args.seed,
     )
     path = flow.save(out, overwrite=args.overwrite)
     vis = flow.visible.mean()

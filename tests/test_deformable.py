@@ -52,6 +52,24 @@ def test_hidden_patch_of_a_bending_sheet_follows_the_sheet():
     assert stats["filled"] == pytest.approx((~vis).mean()) and stats["filled_without_neighbours"] == 0.0
 
 
+def test_points_that_slide_off_the_sheet_are_dropped_and_filled():
+    """A track that stays behind on the background while the sheet moves (or rides on the hand) changes its
+    distances to its neighbours: it is marked lost from then on and filled from them."""
+    true, xy = bending_sheet()
+    vis = np.ones(true.shape[:2], bool)
+    slid = np.flatnonzero((xy[:, 0] > 0.23) & (np.abs(xy[:, 1] - 0.12) < 0.02))  # 3 points as the sheet slides
+    meas = true.copy()
+    meas[10:, slid] = true[10, slid]  # stuck where they were at frame 10
+    P, V, filled, stats = deformable_fill(meas, vis)
+    assert not V[25:, slid].any() and V[:10, slid].all()
+    assert V[:, np.setdiff1d(np.arange(vis.shape[1]), slid)].all()  # nothing else rejected
+    assert np.linalg.norm(P[-1, slid] - true[-1, slid], axis=-1).max() < 0.01
+    assert np.linalg.norm(meas[-1, slid] - true[-1, slid], axis=-1).min() > 0.05
+    assert stats["rejected"] > 0 and stats["stretch_m"] == 0.005
+    P0, V0, _, _ = deformable_fill(meas, vis, stretch=None)  # off: kept as measured
+    assert V0.all() and np.array_equal(P0, meas)
+
+
 def test_rigidly_moving_neighbours_give_the_exact_position():
     rng = np.random.default_rng(0)
     ref = rng.uniform(-0.1, 0.1, size=(60, 3))

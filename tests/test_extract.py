@@ -363,12 +363,12 @@ def test_deformable_motion_model_fills_lost_points_from_their_neighbours(tmp_pat
     assert main(args + ["-o", str(tmp_path / "none.npz")]) == 0
     assert main(args + ["--motion", "deformable", "--neighbours", "6", "-o", str(tmp_path / "def.npz")]) == 0
     plain, flow = ObjectFlow.load(tmp_path / "none.npz"), ObjectFlow.load(tmp_path / "def.npz")
-    np.testing.assert_array_equal(flow.visible, plain.visible)
-    np.testing.assert_array_equal(flow.points[flow.visible], plain.points[plain.visible])
+    assert not (flow.visible & ~plain.visible).any() and flow.visible.mean() > 0.9 * plain.visible.mean()
+    np.testing.assert_array_equal(flow.points[flow.visible], plain.points[flow.visible])  # measured: as lifted
     assert flow.source["motion"] == "deformable"
     motion = flow.extra["extraction"]["motion"]
     assert motion["model"] == "deformable" and motion["neighbours"] == 6
-    assert motion["filled"] == pytest.approx((~flow.visible).mean())
+    assert motion["filled"] == pytest.approx((~flow.visible).mean()) and motion["stretch_m"] == 0.005
     gt = scene.ground_truth(flow.points[0].astype(np.float64))
     lost = ~flow.visible
     assert lost.any()

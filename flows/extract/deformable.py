@@ -19,16 +19,24 @@ with it. With 1-2 such neighbours only their mean displacement is used; with non
 its previous estimate. Chaining frame to frame lets the local rotation follow a bend as it grows
 (a frame-0-to-frame-t fit would need the whole neighbourhood to be one rigid piece).
 
-Visibility is not changed: ``visible`` stays "measured in this frame" (the tracker saw the point
-and it has valid depth), and a filled sample stays not visible, as with the rigid motion model.
-The reward weighs a frame's points by their visibility, so filled positions, a model's estimate,
+A cloth does not stretch: a measured point whose distances to its measured reference neighbours
+change by more than ``stretch`` (median over them; 5 mm) has slid off the cloth (a track caught by
+the hand, or dragged along the background) and is marked lost from that frame on (and back to the
+last frame it was within half of that), then filled like the others (as the rigid model rejects
+points off the fitted pose). Distances see a slide along the surface at once, a slide across it
+(along the normal) only to second order. Checked among the points measured at frame 0.
+
+Visibility keeps its meaning: ``visible`` stays "measured in this frame" (the tracker saw the point,
+it has valid depth, it passed the stretch check), and a filled sample is not visible, as with the
+rigid motion model. The reward weighs a frame's points by their visibility, so filled positions, a model's estimate,
 never count as measurements there; they are what the env uses where it needs a position for every
 point (the target positions a controller or a planner follows, the keypoints of the observation).
 The statistics (the flow's ``extra.extraction.motion``) say how many samples were filled from
-neighbours and how many had none.
+neighbours, how many had none and how many were rejected by the stretch check.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -84,15 +92,20 @@ def _step(est_prev: np.ndarray, P_prev: np.ndarray, P_cur: np.ndarray, both: np.
     return out, count
 
 
-def deformable_fill(points: np.ndarray, visible: np.ndarray, neighbours: int = 8
+def deformable_fill(points: np.ndarray, visible: np.ndarray, neighbours: int = 8, stretch: Optional[float] = 0.005
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(points, visible, filled (T, N) bool, statistics) of lifted tracks on a deformable object; see the
     module docstring.
 
     ``points`` (T, N, 3): positions (only the ``visible`` (T, N) samples are read as measurements);
-    ``neighbours``: how many measured reference neighbours move a lost point. ``visible`` is returned
-    unchanged; ``filled`` marks the samples whose positions come from their neighbours. Points never
-    measured keep their (NaN) positions.
+    ``neighbours``: how many measured reference neighbours move a lost point; ``stretch`` (metres, or
+    ``None``/0: off): a measured point whose distances to its (up to ``neighbours``, at least 3) measured
+    reference neighbours changed by more than this (median) is taken to have slid off the object (onto
+    the hand, the background) and is not visible from then on, and since the last frame its change was
+    within half of ``stretch`` (checked among the points measured at
+    frame 0, whose reference distances are frame 0's). ``visible`` is returned with those
+    samples cleared, else unchanged; ``filled`` marks the samples whose positions come from their
+    neighbours. Points never measured keep their (NaN) positions.
     """
     P = np.asarray(points, dtype=np.float64)
     V = np.asarray(visible, dtype=bool)
@@ -115,6 +128,36 @@ def deformable_fill(points: np.ndarray, visible: np.ndarray, neighbours: int = 8
     order = np.argsort(dist, axis=1, kind="stable")
     dist = np.take_along_axis(dist, order, axis=1)
 
+    V = V.copy()
+    if stretch:  # a measured point whose distances to its neighbours changed: slid off the object
+        gone = np.zeros(N, dtype=bool)
+        last_ok = np.zeros(N, dtype=int)
+        base = V[0].copy()  # checked among the points measured at frame 0 (their reference distances are frame 0's)
+        for t in range(1, T):
+            V[t] &= ~gone
+            meas = V[t] & base
+            pts = np.flatnonzero(meas)
+            if pts.size < 2:
+                continue
+            nb_ok = meas[order[pts]]
+            rank = np.cumsum(nb_ok, axis=1)
+            sel = nb_ok & (rank <= k)
+            cols = np.argsort(~sel, axis=1, kind="stable")[:, :k]
+            idx = np.take_along_axis(order[pts], cols, axis=1)
+            valid = np.take_along_axis(sel, cols, axis=1)
+            d_ref = np.take_along_axis(dist[pts], cols, axis=1)
+            d_now = np.linalg.norm(P[t, idx] - P[t, pts][:, None], axis=-1)
+            change = np.where(valid, np.abs(d_now - d_ref), np.nan)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(change, axis=1)
+            checked = valid.sum(axis=1) >= 3
+            last_ok[pts[checked & (med <= 0.5 * stretch)]] = t
+            bad = pts[checked & (med > stretch)]
+            gone[bad] = True
+            for i in bad:  # lost since it last fitted well (within half the threshold): it was sliding by then
+                V[last_ok[i] + 1:t + 1, i] = False
+        rejected_frac = float((np.asarray(visible, dtype=bool) & ~V).mean())
     out = P.copy()
     filled = np.zeros((T, N), dtype=bool)
     alone = np.zeros((T, N), dtype=bool)  # filled samples with no neighbour measured in both frames
@@ -136,4 +179,6 @@ def deformable_fill(points: np.ndarray, visible: np.ndarray, neighbours: int = 8
         "filled_without_neighbours": float(alone.mean()),
         "visible": float(V.mean()),
     }
-    return out, V.copy(), filled, stats
+    if stretch:
+        stats.update(stretch_m=float(stretch), rejected=rejected_frac)
+    return out, V, filled, stats
