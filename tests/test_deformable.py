@@ -32,7 +32,7 @@ def test_hidden_patch_of_a_bending_sheet_follows_the_sheet():
     """The patch a hand would hide (at the lifted edge) is filled to within a few mm of the truth; holding it
     (the lifting alone) is off by decimetres."""
     true, xy = bending_sheet()
-    T = true.shape[0]
+
     vis = np.ones(true.shape[:2], bool)
     patch = (xy[:, 0] < 0.06) & (np.abs(xy[:, 1] - 0.12) < 0.05)  # the lifted edge's middle
     vis[5:, patch] = False
