@@ -86,22 +86,35 @@ def check_env_id(env_id: str) -> str:
 def motion_model(env_id: str) -> str:
     """The extraction's motion model (``python -m flows extract --motion``) for ``env_id``'s object:
     ``"rigid"`` for rigid objects and articulated ones (their mask covers the one moving part: the
-    drawer, the door leaf), ``"none"`` for the cloth and the pasta pieces."""
+    drawer, the door leaf), ``"deformable"`` for the cloth, ``"none"`` for the pasta pieces."""
     import importlib
 
     import gymnasium as gym
 
     module, name = gym.spec(check_env_id(env_id)).entry_point.split(":")
     object_class = getattr(importlib.import_module(module), name).object_class
-    return "rigid" if object_class in ("rigid", "articulated") else "none"
+    return {"rigid": "rigid", "articulated": "rigid", "deformable": "deformable"}.get(object_class, "none")
+
+
+def tracker_for(env_id: str) -> str:
+    """The weight-free tracker for ``env_id``'s object: ``"blob"`` (its pieces as blobs of their colour,
+    ``flows/extract/trackers/blob.py``) for a granular object (the pasta), else ``"lk"``."""
+    import importlib
+
+    import gymnasium as gym
+
+    module, name = gym.spec(check_env_id(env_id)).entry_point.split(":")
+    object_class = getattr(importlib.import_module(module), name).object_class
+    return "blob" if object_class == "granular" else "lk"
 
 
 def extract_arguments(env_id: str, folder, object_name: str, output="flow.npz") -> List[str]:
     """``python -m flows`` arguments that extract the flow of the demo rendered into ``folder``
-    (weight-free: the LK tracker, the rendered depth and mask, the object's motion model)."""
+    (weight-free: the object's tracker (:func:`tracker_for`), the rendered depth and mask, the object's
+    motion model)."""
     d = Path(folder)
     return ["extract", str(d / "video.mp4"), "--object", object_name, "--camera", str(d / "camera.json"),
-            "--depth", str(d / "depth.npz"), "--mask", str(d / "mask.png"), "--tracker", "lk",
+            "--depth", str(d / "depth.npz"), "--mask", str(d / "mask.png"), "--tracker", tracker_for(env_id),
             "--depth-model", "measured", "--motion", motion_model(env_id), "--task", env_id, "-o", str(output)]
 
 

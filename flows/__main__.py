@@ -6,7 +6,7 @@ Commands:
 
       python -m flows extract VIDEO --object NAME --camera camera.json \\
           [--depth depth.npz] [--mask mask.png] [--tracker lk] \\
-          [--depth-model measured|depth-anything] [--motion none|rigid] -o flow.npz
+          [--depth-model measured|depth-anything] [--motion none|rigid|deformable] -o flow.npz
 
 * ``show``: plot a flow's 3D trajectories to an image, or overlay them on a video::
 
@@ -58,7 +58,8 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
                         "frame 0 that calibrates --depth-model depth-anything")
     p.add_argument("--mask", default=None, help="object mask image of frame 0 (PNG); default: --masker")
     p.add_argument("--masker", default="grounded-sam", help="masker used without --mask (default: grounded-sam)")
-    p.add_argument("--tracker", default="lk", help="2D tracker: lk (default, no weights) or cotracker")
+    p.add_argument("--tracker", default="lk", help="2D tracker: lk (default, no weights), blob (granular objects: pieces as blobs of "
+                                                             "their colour, no weights) or cotracker")
     p.add_argument("--tracker-checkpoint", default=None, help="CoTracker checkpoint (.pth)")
     p.add_argument("--depth-model", default="measured", help="depth: measured (default) or depth-anything")
     p.add_argument("--depth-anything-model", default=None,
@@ -72,11 +73,17 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", default="", help="video generator that made the video (metadata)")
     p.add_argument("--notes", default="", help="free-form notes (metadata)")
     p.add_argument("--smooth", type=int, default=0, help="temporal moving-average window in frames (0: off)")
-    p.add_argument("--motion", default="none", choices=["none", "rigid"],
+    p.add_argument("--motion", default="none", choices=["none", "rigid", "deformable"],
                    help="motion model: rigid drops points that do not move with the object (a rigid object, or one "
-                        "moving part of an articulated one) and fills lost points from its fitted pose (default none)")
+                        "moving part of an articulated one) and fills lost points from its fitted pose; deformable "
+                        "(a cloth, a bending object) fills lost points from their neighbours' motion (default none)")
     p.add_argument("--rigid-threshold", type=float, default=0.01,
                    help="with --motion rigid: metres from the fitted pose beyond which a point is dropped (default 0.01)")
+    p.add_argument("--neighbours", type=int, default=8,
+                   help="with --motion deformable: measured neighbours whose motion moves a lost point (default 8)")
+    p.add_argument("--stretch", type=float, default=0.005,
+                   help="with --motion deformable: metres a point's distances to its neighbours may change before "
+                        "it counts as slid off the object (default 0.005; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output flow .npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -107,7 +114,8 @@ def _run_extract(args: argparse.Namespace) -> int:
         fps=args.fps, progress=not args.no_progress, task=args.task, queries=args.queries,
         generator=args.generator, notes=args.notes, tracker_options=tracker_options, depth_options=depth_options,
         lift_options={"smooth": args.smooth}, motion=args.motion,
-        motion_options={"threshold": args.rigid_threshold} if args.motion == "rigid" else None, seed=args.seed,
+        motion_options={"rigid": {"threshold": args.rigid_threshold},
+                        "deformable": {"neighbours": args.neighbours, "stretch": args.stretch}}.get(args.motion), seed=args.seed,
     )
     path = flow.save(out, overwrite=args.overwrite)
     vis = flow.visible.mean()

@@ -33,17 +33,18 @@ TASK_DIRS = {
 FILES = {"demo": "demo.npz", "extracted": "extracted.npz", "ground_truth": "ground_truth.npz"}
 
 #: env id -> the flow its envs use by default (a name in FILES). "extracted" where the scripted
-#: controllers succeed >= 95 % with it on every robot, seeds 0..19, as with the demo flow
-#: (benchmarks/scripted_success.py --flow extracted); else "demo": Push-T (the Panda: 85 %; over
-#: seeds 0..79 96 % vs the demo flow's 98 %), the cloth (0 %: the flow point the scripted controller
-#: follows, nearest the grasp, is lost under the hand) and the pasta (the env refuses the flow:
-#: frames with no visible point). Numbers: benchmarks/results/scripted_success_*.md.
+#: controllers succeed with it about as often as with the demo flow, on every robot
+#: (benchmarks/scripted_success.py --flow extracted): Push-T's Panda 96 % over seeds 0..79 vs the demo
+#: flow's 98 % (85 % over seeds 0..19); the cloth (extracted with --motion deformable) over seeds 0..59
+#: as with the demo flow (benchmarks/results/scripted_success_cover_bowl_60_*.md). Else "demo": the
+#: pasta (its blob-tracked flow: 85 % / 75 % over seeds 0..19 vs 100 %). Numbers:
+#: benchmarks/results/scripted_success_*.md.
 DEFAULT = {
-    "D2F-PushT-v0": "demo",
+    "D2F-PushT-v0": "extracted",
     "D2F-OpenDrawer-v0": "extracted",
     "D2F-OpenDoor-v0": "extracted",
     "D2F-PickPlace-v0": "extracted",
-    "D2F-CoverBowl-v0": "demo",
+    "D2F-CoverBowl-v0": "extracted",
     "D2F-SweepPasta-v0": "demo",
 }
 

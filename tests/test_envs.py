@@ -494,7 +494,8 @@ def flow_pose(u, k: int) -> np.ndarray:
 
 @pytest.mark.parametrize("robot", env_class(PUSH_T).robots)
 def test_pusht_error_zero_on_flow_and_one_cm_off(make, robot):
-    env = make(PUSH_T, robot=robot)
+    # the demo flow: an exactly rigid, planar motion, so the block can be put exactly on it
+    env = make(PUSH_T, robot=robot, flow=shipped_flow_path(PUSH_T, "demo"))
     env.reset(seed=4)
     u = env.unwrapped
     T = u.flow.num_frames
@@ -514,7 +515,7 @@ def test_pusht_error_zero_on_flow_and_one_cm_off(make, robot):
 
 @pytest.mark.parametrize("robot", env_class(PUSH_T).robots)
 def test_pusht_success_at_final_pose(make, robot):
-    env = make(PUSH_T, robot=robot)
+    env = make(PUSH_T, robot=robot, flow=shipped_flow_path(PUSH_T, "demo"))  # exactly rigid and planar
     env.reset(seed=6)
     u = env.unwrapped
     T = u.flow.num_frames
@@ -537,7 +538,7 @@ def test_pusht_success_at_final_pose(make, robot):
     assert obs[u.obs_layout["phase"]][0] == pytest.approx(1.0)
     np.testing.assert_allclose(obs[u.obs_layout["goal_delta"]], 0.0, atol=2e-3)
     # the coverage threshold gates success
-    strict = make(PUSH_T, robot=robot, coverage_threshold=1.0, success_threshold=1e-9)
+    strict = make(PUSH_T, robot=robot, coverage_threshold=1.0, success_threshold=1e-9, flow=u.flow)
     strict.reset(seed=6)
     su = strict.unwrapped
     set_block_pose(su, flow_pose(su, T - 1))

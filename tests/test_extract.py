@@ -351,6 +351,32 @@ def test_rigid_motion_model_keeps_only_points_on_the_plate(tmp_path):
         extract_flow(frames, scene.camera, mask=scene.mask0, depth_data=depth, progress=False, motion="affine")
 
 
+def test_deformable_motion_model_fills_lost_points_from_their_neighbours(tmp_path):
+    """``--motion deformable``: visibility is the tracker's (filled samples stay not visible), lost points move
+    with their neighbours (on a moving plate, as with the rigid model), the metadata says so."""
+    from flows.__main__ import main
+
+    scene = PlaneScene(T=16)
+    video, frames, depth = write_inputs(tmp_path, scene)
+    args = ["extract", str(video), "--object", "plate", "--camera", str(tmp_path / "camera.json"), "--depth",
+            str(tmp_path / "depth.npz"), "--mask", str(tmp_path / "mask.png"), "--max-points", "256", "--no-progress"]
+    assert main(args + ["-o", str(tmp_path / "none.npz")]) == 0
+    assert main(args + ["--motion", "deformable", "--neighbours", "6", "-o", str(tmp_path / "def.npz")]) == 0
+    plain, flow = ObjectFlow.load(tmp_path / "none.npz"), ObjectFlow.load(tmp_path / "def.npz")
+    assert not (flow.visible & ~plain.visible).any() and flow.visible.mean() > 0.9 * plain.visible.mean()
+    np.testing.assert_array_equal(flow.points[flow.visible], plain.points[flow.visible])  # measured: as lifted
+    assert flow.source["motion"] == "deformable"
+    motion = flow.extra["extraction"]["motion"]
+    assert motion["model"] == "deformable" and motion["neighbours"] == 6
+    assert motion["filled"] == pytest.approx((~flow.visible).mean()) and motion["stretch_m"] == 0.005
+    gt = scene.ground_truth(flow.points[0].astype(np.float64))
+    lost = ~flow.visible
+    assert lost.any()
+    err = np.linalg.norm(flow.points - gt, axis=-1)
+    held = np.linalg.norm(plain.points - gt, axis=-1)
+    assert np.median(err[lost]) < 0.005 and np.median(err[lost]) < 0.5 * np.median(held[lost])
+
+
 def test_cli_extract_and_show(tmp_path):
     scene = PlaneScene(T=16)
     video, frames, depth = write_inputs(tmp_path, scene)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import flows
 from flows import FORMAT_VERSION, FlowFormatError, ObjectFlow, shipped_flow, shipped_flow_path
 from flows.format import _IN_MEMORY
+from flows.shipped import DEFAULT
 
 T, N = 5, 4
 
@@ -525,7 +526,7 @@ def test_properties_and_replace():
 def test_shipped_flow_loads():
     flow = shipped_flow("D2F-PushT-v0")
     assert flow.task == "D2F-PushT-v0"
-    assert flow.source["kind"] == "simulated demonstration"
+    assert flow.source["kind"] == {"demo": "simulated demonstration", "extracted": "video"}[DEFAULT["D2F-PushT-v0"]]
     assert flow.num_frames > 1 and flow.num_points >= 3
     assert flow.fps > 0 and flow.points.dtype == np.float32
     assert flow.origin == str(shipped_flow_path("D2F-PushT-v0"))

@@ -21,6 +21,7 @@ import pytest
 
 from d2f_envs.base import FlowEnv
 from d2f_envs.sim2real import REAL_OBS_DEFAULTS
+from flows.shipped import shipped_flow_path
 
 PUSH_T = "D2F-PushT-v0"
 SWEEP = "D2F-SweepPasta-v0"
@@ -366,8 +367,10 @@ def test_tracker_noise_does_not_advance_the_phase_of_a_still_object(make):
 
 
 def test_noisy_tracker_phase_follows_the_true_phase_when_the_object_moves(make):
-    real = make(PUSH_T, obs_mode="real")  # default tracker: noise, dropout, occlusion, latency
-    state = make(PUSH_T)
+    # the demo flow: its phase reaches 1 well before step 40, so the lagged real phase catches up
+    demo = shipped_flow_path(PUSH_T, "demo")
+    real = make(PUSH_T, obs_mode="real", flow=demo)  # default tracker: noise, dropout, occlusion, latency
+    state = make(PUSH_T, flow=demo)
     real.reset(seed=6)
     state.reset(seed=6)
     lr, ls = real.unwrapped.obs_layout, state.unwrapped.obs_layout

@@ -194,12 +194,14 @@ def test_overwrite_replaces_the_demo_and_unknown_camera_is_an_error(tmp_path, ca
 
 @pytest.mark.parametrize("env_id", sorted(DEMOS))
 def test_shipped_extracted_flow_has_ground_truth_for_the_same_points(env_id):
-    from d2f_envs.render_demo import motion_model
+    from d2f_envs.render_demo import motion_model, tracker_for
     from flows.shipped import shipped_extracted_path, shipped_flow, shipped_ground_truth_path
 
     ext = ObjectFlow.load(shipped_extracted_path(env_id))
     gt = ObjectFlow.load(shipped_ground_truth_path(env_id))
-    assert ext.source["tracker"] == "lk" and ext.source["depth"] == "measured" and "render-demo" in ext.source["generator"]
+    assert ext.source["tracker"] == tracker_for(env_id) == ("blob" if env_id == "D2F-SweepPasta-v0" else "lk")
+    assert ext.source["depth"] == "measured" and "render-demo" in ext.source["generator"]
+    assert f"--tracker {tracker_for(env_id)}" in ext.extra["commands"][1]
     assert ext.source.get("motion", "none") == motion_model(env_id)
     render_cmd, extract_cmd = ext.extra["commands"]  # how to make it again
     assert render_cmd.startswith(f"python -m flows render-demo {env_id} ")

@@ -92,6 +92,6 @@ def test_bad_arguments_are_named():
         rigid_filter(pts, np.ones((3, 4), bool), threshold=0)
     with pytest.raises(ValueError, match=r"points \(3, 4, 3\) do not match visibility \(3, 5\)"):
         rigid_filter(pts, np.ones((3, 5), bool))
-    with pytest.raises(ValueError, match="unknown motion model 'affine'; use 'none' or 'rigid'"):
+    with pytest.raises(ValueError, match="unknown motion model 'affine'; use one of 'none', 'rigid', 'deformable'"):
         check_motion("affine")
     assert check_motion(None) == "none" and check_motion("rigid") == "rigid"

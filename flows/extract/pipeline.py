@@ -11,7 +11,9 @@
 4. per-frame metric depth (``"measured"``, ``"depth-anything"``);
 5. lifting to the world frame with the camera (:mod:`flows.extract.lift`);
 6. optionally a motion model: ``motion="rigid"`` (:mod:`flows.extract.rigid`) for a rigid object
-   (or one moving part of an articulated one) drops the points that do not move with it.
+   (or one moving part of an articulated one) drops the points that do not move with it and fills the
+   lost ones from the fitted pose; ``motion="deformable"`` (:mod:`flows.extract.deformable`) for a
+   cloth or another bending object fills the lost points from their neighbours' motion.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .camera import CameraError, load_camera
 from .lift import lift_tracks
 from .masks import check_mask, load_mask, sample_query_points
 from .registry import DEPTH_ESTIMATORS, MASKERS, TRACKERS, stage_name
+from .deformable import deformable_fill
 from .rigid import check_motion, rigid_filter
 from .video import VideoError, read_video
 
@@ -91,8 +94,9 @@ def extract_flow(
     ``depth_data``: the measured depth (``"measured"``) or the reference depth
     for calibration (``"depth-anything"``). ``fps``: defaults to the video
     file's, else 30. ``queries``: ``"auto"`` (the tracker's preference),
-    ``"fps"`` or ``"features"``. ``motion``: ``"none"`` or ``"rigid"`` (``motion_options``:
-    :func:`~flows.extract.rigid.rigid_filter`'s ``threshold``, ``iterations``).
+    ``"fps"`` or ``"features"``. ``motion``: ``"none"``, ``"rigid"`` (``motion_options``:
+    :func:`~flows.extract.rigid.rigid_filter`'s ``threshold``, ``iterations``) or ``"deformable"``
+    (:func:`~flows.extract.deformable.deformable_fill`'s ``neighbours``).
     """
     video_path = None
     if isinstance(video, (str, os.PathLike)):
@@ -132,7 +136,8 @@ def extract_flow(
     q = sample_query_points(obj_mask, max_points, method=method, frame=frames[0], seed=seed)
     bar = _Progress(progress, 2 * T)
     try:
-        tracks, tvis = trk.track(frames, q, progress=bar.stage(f"tracking ({stage_name(trk)})"))
+        track_kw = {"mask": obj_mask} if getattr(trk, "uses_mask", False) else {}
+        tracks, tvis = trk.track(frames, q, progress=bar.stage(f"tracking ({stage_name(trk)})"), **track_kw)
         tracks = np.asarray(tracks, dtype=np.float32)
         tvis = np.asarray(tvis, dtype=bool)
         if tracks.shape != (T, q.shape[0], 2) or tvis.shape != (T, q.shape[0]):
@@ -152,6 +157,8 @@ def extract_flow(
     motion_stats = None
     if motion == "rigid":
         pts, vis, _, motion_stats = rigid_filter(pts, vis, seed=seed, **dict(motion_options or {}))
+    elif motion == "deformable":
+        pts, vis, _, motion_stats = deformable_fill(pts, vis, **dict(motion_options or {}))
     keep = vis.any(axis=0)
     if not keep.any():
         raise ValueError(f"{where}: no track point has valid depth in any frame; check the depth data, the mask and "

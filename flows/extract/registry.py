@@ -13,7 +13,8 @@ from keyword arguments::
 Stage interfaces (duck-typed):
 
 * tracker: ``track(video (T,H,W,3) uint8, queries (N,2) pixel x,y at frame 0,
-  progress=None) -> (tracks (T,N,2) float32, visible (T,N) bool)``;
+  progress=None) -> (tracks (T,N,2) float32, visible (T,N) bool)``; a tracker with
+  ``uses_mask = True`` is also given the object's frame-0 mask, ``mask=`` (H,W) bool;
 * depth estimator: ``estimate(video, *, depth_data=None, mask=None, progress=None)
   -> depth (T,H,W) float32 metres`` (NaN where invalid);
 * masker: ``__call__(frame0 (H,W,3) uint8, object_name) -> mask (H,W) bool``.

@@ -124,9 +124,14 @@ def rigid_filter(points: np.ndarray, visible: np.ndarray, threshold: float = 0.0
     return filled, out_vis, poses, stats
 
 
+#: the pipeline's motion models (``extract_flow(motion=...)``, ``python -m flows extract --motion``)
+MOTION_MODELS = ("none", "rigid", "deformable")
+
+
 def check_motion(motion: Optional[str]) -> str:
-    """``motion`` as the pipeline's name for it: ``"none"`` (no motion model) or ``"rigid"``."""
+    """``motion`` as the pipeline's name for it: ``"none"`` (no motion model), ``"rigid"`` or ``"deformable"``
+    (:mod:`flows.extract.deformable`)."""
     name = "none" if motion in (None, "", "none") else str(motion)
-    if name not in ("none", "rigid"):
-        raise ValueError(f"unknown motion model {motion!r}; use 'none' or 'rigid'")
+    if name not in MOTION_MODELS:
+        raise ValueError(f"unknown motion model {motion!r}; use one of {', '.join(repr(m) for m in MOTION_MODELS)}")
     return name
