@@ -19,6 +19,15 @@ the run's ``Float32Observation`` wrapper does, which :mod:`d2f_rl.deploy` does f
     SAC: a = tanh(mu(latent_pi(x)));  a = low + 0.5 * (a + 1) * (high - low)          # unscale_action
     PPO: a = action_net(mlp_extractor.forward_actor(x));  a = min(max(a, low), high)  # predict's clip
 
+An asymmetric actor-critic (:class:`d2f_rl.policies.AsymmetricActorCriticPolicy`, trained on
+``d2f_rl.wrappers.PrivilegedObservation``'s ``[real | privileged]`` observation) is exported with
+its actor's input only: ``obs`` has ``actor_dim`` entries (the env's real observation, layout
+``env.unwrapped.obs_layout``), the normalisation constants are cut to them, policy.json's env
+wrapper drops ``PrivilegedObservation`` (so ``deploy --sim`` builds the real observation) and its
+``asymmetric`` entry records the training observation (sizes, privileged layout, wrapper). The
+check below feeds SB3 the whole training observation and the graph its first ``actor_dim``
+entries, so it also checks that the actor ignores the privileged ones.
+
 The normalisation runs in float64 with SB3's exact constants, so the float32 input of the net
 is bit-identical to what ``VecNormalize.normalize_obs`` feeds ``model.predict``. Before any file
 is written the exported graph is run with onnxruntime on observations from a real rollout of
