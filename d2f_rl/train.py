@@ -242,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
     # ---- 3. the model (new, or loaded with its replay buffer)
     if checkpoint is None:
-        _fill_actor_dim(cfg, args.env)
+        _fill_actor_dim(cfg, args.env, hyperparams.get("env_wrapper"))
         model = algo_cls(env=env, seed=seed, device=args.device, verbose=0, **cfg["model_kwargs"])
     else:
         model = algo_cls.load(checkpoint / "model.zip", env=env, device=args.device)
@@ -298,14 +298,19 @@ def main(argv: Optional[List[str]] = None) -> Path:
     return run_dir
 
 
-def _fill_actor_dim(cfg: Dict[str, Any], env_id: str) -> None:
+def _fill_actor_dim(cfg: Dict[str, Any], env_id: str, wrapper_spec: Any = None) -> None:
     """An asymmetric policy (``d2f_rl.policies``) without ``policy_kwargs.actor_dim``: take it from the
     env's ``PrivilegedObservation`` wrapper (the real observation's size); saved with the model."""
     from .policies import AsymmetricActorCriticPolicy
+    from .wrappers import deployable_wrapper_spec
 
     mk = cfg["model_kwargs"]
     policy = mk.get("policy")
     if not (isinstance(policy, type) and issubclass(policy, AsymmetricActorCriticPolicy)):
+        if wrapper_spec and deployable_wrapper_spec(wrapper_spec) != wrapper_spec:
+            print("warning: env_wrapper PrivilegedObservation with a symmetric policy: the actor reads the privileged "
+                  "state (an oracle; not exportable for a robot); use policy d2f_rl.policies.AsymmetricActorCriticPolicy",
+                  file=sys.stderr)
         return
     pk = dict(mk.get("policy_kwargs") or {})
     if pk.get("actor_dim") is None:
