@@ -6,6 +6,7 @@ This package (unlike ``d2f_envs`` and ``flows``) may import torch.
 * :mod:`d2f_rl.evaluate`: ``python eval.py -f logs/sac/D2F-PushT-v0_1 --episodes 50``
 * :mod:`d2f_rl.callbacks`: atomic checkpoints and flow-tracking evaluation
 * :mod:`d2f_rl.export`: ``python eval.py -f RUN --export onnx`` (normalisation + actor + action scaling in one graph)
+* :mod:`d2f_rl.policies`: ``AsymmetricActorCriticPolicy`` (privileged critic, real-observation actor; ``ppo_real_asym.yml``)
 * :mod:`d2f_rl.deploy`: run an exported policy with numpy + onnxruntime only (``RobotInterface``, safety limits)
 * :mod:`d2f_rl.planners`: zero-shot MPPI / CEM on ``mujoco.batch`` (``python eval.py --planner mppi``)
 * ``d2f_rl/hyperparams/<algo>.yml``: hyperparameters per env id, rl-zoo's format

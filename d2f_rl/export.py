@@ -19,6 +19,15 @@ the run's ``Float32Observation`` wrapper does, which :mod:`d2f_rl.deploy` does f
     SAC: a = tanh(mu(latent_pi(x)));  a = low + 0.5 * (a + 1) * (high - low)          # unscale_action
     PPO: a = action_net(mlp_extractor.forward_actor(x));  a = min(max(a, low), high)  # predict's clip
 
+An asymmetric actor-critic (:class:`d2f_rl.policies.AsymmetricActorCriticPolicy`, trained on
+``d2f_rl.wrappers.PrivilegedObservation``'s ``[real | privileged]`` observation) is exported with
+its actor's input only: ``obs`` has ``actor_dim`` entries (the env's real observation, layout
+``env.unwrapped.obs_layout``), the normalisation constants are cut to them, policy.json's env
+wrapper drops ``PrivilegedObservation`` (so ``deploy --sim`` builds the real observation) and its
+``asymmetric`` entry records the training observation (sizes, privileged layout, wrapper). The
+check below feeds SB3 the whole training observation and the graph its first ``actor_dim``
+entries, so it also checks that the actor ignores the privileged ones.
+
 The normalisation runs in float64 with SB3's exact constants, so the float32 input of the net
 is bit-identical to what ``VecNormalize.normalize_obs`` feeds ``model.predict``. Before any file
 is written the exported graph is run with onnxruntime on observations from a real rollout of
@@ -42,6 +51,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .utils import atomic_file, is_run_dir, read_yaml
+from .wrappers import deployable_wrapper_spec
 
 EXPORT_FORMATS = ("onnx",)
 SUPPORTED_ALGOS = ("sac", "ppo")
@@ -60,8 +70,12 @@ class ExportError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- the graph
-def _actor_module(model: Any, normalizer: Any):
-    """A ``torch.nn.Module``: float64 observation batch -> float32 action batch, as SB3's predict."""
+def _actor_module(model: Any, normalizer: Any, n_in: Optional[int] = None):
+    """A ``torch.nn.Module``: float64 observation batch -> float32 action batch, as SB3's predict.
+
+    ``n_in``: the graph's input size when the actor reads only the first ``n_in`` observation
+    entries (:class:`d2f_rl.policies.AsymmetricActorCriticPolicy`); the normalisation constants
+    are cut to those entries. None: the whole observation."""
     import torch
     from gymnasium import spaces
     from stable_baselines3 import PPO, SAC
@@ -103,6 +117,8 @@ def _actor_module(model: Any, normalizer: Any):
     if norm:
         mean = np.asarray(normalizer.obs_rms.mean, dtype=np.float64)
         denom = np.sqrt(normalizer.obs_rms.var + normalizer.epsilon)  # the same numpy expression as SB3
+        if n_in is not None:  # element-wise: the actor's entries are normalised as in the full vector
+            mean, denom = mean[:n_in], np.asarray(denom)[:n_in]
         clip = float(normalizer.clip_obs)
 
     class Exported(torch.nn.Module):
@@ -228,6 +244,31 @@ def _versions() -> Dict[str, str]:
     return out
 
 
+def asymmetric_split(model: Any, env: Any) -> Optional[Dict[str, Any]]:
+    """``{"actor_dim", "privileged_dim", "privileged_layout"}`` for an asymmetric actor-critic
+    (:class:`d2f_rl.policies.AsymmetricActorCriticPolicy`), None for an ordinary policy. Refuses an
+    ordinary policy on a :class:`~d2f_rl.wrappers.PrivilegedObservation` env: its actor reads
+    simulator-only entries a robot cannot provide."""
+    from .policies import AsymmetricActorCriticPolicy
+    from .wrappers import find_privileged
+
+    layer = find_privileged(env)
+    if not isinstance(model.policy, AsymmetricActorCriticPolicy):
+        if layer is not None:
+            raise ExportError("the run's env appends privileged observations (PrivilegedObservation) but its policy "
+                              f"({type(model.policy).__name__}) feeds them to the actor: a robot cannot provide them; "
+                              "train with policy d2f_rl.policies.AsymmetricActorCriticPolicy")
+        return None
+    actor_dim = int(model.policy.actor_dim)
+    if layer is not None and layer.actor_dim != actor_dim:
+        raise ExportError(f"the policy's actor reads {actor_dim} entries, the env's PrivilegedObservation puts "
+                          f"{layer.actor_dim} before the privileged part")
+    n_obs = int(env.observation_space.shape[0])
+    priv = {k: [int(v.start), int(v.stop)] for k, v in layer.layout.items() if k.startswith("privileged/")} \
+        if layer is not None else {}
+    return {"actor_dim": actor_dim, "privileged_dim": n_obs - actor_dim, "privileged_layout": priv}
+
+
 # --------------------------------------------------------------------------- export
 def export_paths(out_dir: Path) -> Tuple[Path, Path]:
     return Path(out_dir) / ONNX_FILE, Path(out_dir) / META_FILE
@@ -268,18 +309,23 @@ def export_run(
     from .rollout import make_env, model_policy
 
     model, normalizer, env_id, env_kwargs, wrapper, model_path = load_run(run_dir, which, "cpu")
-    module, info = _actor_module(model, normalizer)
     env = make_env(env_id, env_kwargs, wrapper)
     try:
         n_obs = int(env.observation_space.shape[0])
-        data = onnx_bytes(module, n_obs)
+        asym = asymmetric_split(model, env)  # None, or the actor's part of an asymmetric set-up
+        n_in = asym["actor_dim"] if asym else n_obs  # the graph's input: the actor's observation only
+        module, info = _actor_module(model, normalizer, n_in if asym else None)
+        data = onnx_bytes(module, n_in)
 
         # ---- check the graph against SB3 on observations of a real rollout (and a few far-out ones
         # that exercise clip_obs) before anything is written
         observations, tcps = rollout_observations(env, model_policy(model, normalizer, True), verify_steps, seed,
                                                   resets=8)
-        layout = obs_layout(env)
-        tcp_slice = find_tcp_slice(layout, observations, tcps)
+        layout = obs_layout(env)  # the env's own (real) observation: the actor's part
+        if asym and layout and max(b for _, b in layout.values()) != n_in:
+            raise ExportError(f"the env's obs_layout covers {max(b for _, b in layout.values())} entries, "
+                              f"the actor reads {n_in}")
+        tcp_slice = find_tcp_slice(layout, observations[:, :n_in], tcps)
         obs_dtype = np.dtype(env.observation_space.dtype)
         rng = np.random.default_rng(seed)
         scale = np.abs(observations).max(axis=0) + 1.0
@@ -290,7 +336,9 @@ def export_run(
         import onnxruntime as ort
 
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: check.astype(np.float64)})[0]
+        # asymmetric: the graph gets only the actor's entries, SB3 the whole observation (the far-out
+        # rows perturb the privileged entries too, so this also checks the actor ignores them)
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: check[:, :n_in].astype(np.float64)})[0]
         max_diff = float(np.abs(got - expected).max())
         if not max_diff <= tolerance:
             raise ExportError(f"the exported graph differs from SB3's predict by {max_diff:.3g} > {tolerance:g}")
@@ -307,10 +355,10 @@ def export_run(
             "onnx_sha256": _sha256(data),
             "opset": OPSET,
             "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
-            "inputs": {INPUT_NAME: {"shape": ["batch", n_obs], "dtype": "float64"}},
+            "inputs": {INPUT_NAME: {"shape": ["batch", n_in], "dtype": "float64"}},
             "outputs": {OUTPUT_NAME: {"shape": ["batch", int(env.action_space.shape[0])], "dtype": "float32"}},
             "observation": {
-                "size": n_obs,
+                "size": n_in,
                 "dtype": obs_dtype.name,  # cast to this first (the run's wrapper does), then to float64
                 "layout": layout,
                 "tcp_slice": tcp_slice,
@@ -332,10 +380,13 @@ def export_run(
             "env": {
                 "id": env_id,
                 "kwargs": env_kwargs,
-                "wrapper": config.get("env_wrapper"),
+                # the deployed observation: without the privileged wrapper (what --sim builds)
+                "wrapper": deployable_wrapper_spec(config.get("env_wrapper")),
                 "max_episode_steps": getattr(spec, "max_episode_steps", None),
             },
             "algo": algo,
+            "asymmetric": ({**asym, "training_obs_size": n_obs, "training_wrapper": config.get("env_wrapper")}
+                           if asym else None),
             "deterministic": True,
             "versions": _versions(),
             "source": {

@@ -242,6 +242,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
     # ---- 3. the model (new, or loaded with its replay buffer)
     if checkpoint is None:
+        _fill_actor_dim(cfg, args.env, hyperparams.get("env_wrapper"))
         model = algo_cls(env=env, seed=seed, device=args.device, verbose=0, **cfg["model_kwargs"])
     else:
         model = algo_cls.load(checkpoint / "model.zip", env=env, device=args.device)
@@ -295,6 +296,39 @@ def main(argv: Optional[List[str]] = None) -> Path:
         _restore_sigterm(previous_sigterm)  # main() called in-process must not leave its handler behind
     print(f"trained to {model.num_timesteps} steps in {elapsed:.0f}s; saved {run_dir / 'final_model.zip'}")
     return run_dir
+
+
+def _fill_actor_dim(cfg: Dict[str, Any], env_id: str, wrapper_spec: Any = None) -> None:
+    """An asymmetric policy (``d2f_rl.policies``) without ``policy_kwargs.actor_dim``: take it from the
+    env's ``PrivilegedObservation`` wrapper (the real observation's size); saved with the model."""
+    from .policies import AsymmetricActorCriticPolicy
+    from .wrappers import deployable_wrapper_spec
+
+    mk = cfg["model_kwargs"]
+    policy = mk.get("policy")
+    if not (isinstance(policy, type) and issubclass(policy, AsymmetricActorCriticPolicy)):
+        if wrapper_spec and deployable_wrapper_spec(wrapper_spec) != wrapper_spec:
+            print("warning: env_wrapper PrivilegedObservation with a symmetric policy: the actor reads the privileged "
+                  "state (an oracle; not exportable for a robot); use policy d2f_rl.policies.AsymmetricActorCriticPolicy",
+                  file=sys.stderr)
+        return
+    pk = dict(mk.get("policy_kwargs") or {})
+    if pk.get("actor_dim") is None:
+        from .rollout import make_env
+        from .wrappers import find_privileged
+
+        env = make_env(env_id, cfg["env_kwargs"], cfg["env_wrapper"])
+        try:
+            layer = find_privileged(env)
+        finally:
+            env.close()
+        if layer is None:
+            raise SystemExit(f"policy {policy.__name__} needs policy_kwargs actor_dim, or env_wrapper "
+                             "d2f_rl.wrappers.PrivilegedObservation to take it from")
+        pk["actor_dim"] = layer.actor_dim
+        print(f"asymmetric actor-critic: actor on the first {layer.actor_dim} observation entries, "
+              f"critic on all {layer.actor_dim + layer.privileged_dim}")
+    mk["policy_kwargs"] = pk
 
 
 def _sigterm_as_interrupt():

@@ -82,6 +82,15 @@ def get_class_by_name(name: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
+def resolve_policy(name: str) -> Any:
+    """``policy:`` of a YAML entry given as ``package.module.Class``: the class, or a clear error."""
+    try:
+        return get_class_by_name(name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"policy {name!r}: cannot import it ({exc}); give an SB3 alias (MlpPolicy) "
+                         "or a dotted class path") from None
+
+
 def get_wrapper_class(spec: Any) -> Optional[Callable]:
     """rl-zoo's ``env_wrapper``: a class path, or a list of paths / ``{path: kwargs}`` dicts, applied in order."""
     if not spec:
@@ -142,6 +151,10 @@ def preprocess_hyperparams(hp: Dict[str, Any]) -> Dict[str, Any]:
         out["normalize"] = normalize
     else:
         out["normalize"] = None
+    if isinstance(hp.get("policy"), str) and "." in hp["policy"]:
+        # a dotted class path (d2f_rl.policies.AsymmetricActorCriticPolicy); SB3 itself knows only
+        # its aliases (MlpPolicy, ...), which stay strings
+        hp["policy"] = resolve_policy(hp["policy"])
     for key in ("learning_rate", "clip_range", "clip_range_vf"):
         if key in hp:
             hp[key] = _schedule(hp[key])

@@ -63,26 +63,32 @@ def observation_wrappers(wrapper: Optional[Callable[[gym.Env], gym.Env]], env: g
 class BatchedVecEnv(VecEnv):
     """SB3 ``VecEnv`` of a :class:`BatchedFlowVectorEnv` (see the module docstring).
 
-    ``wrapper``: rl-zoo's ``env_wrapper`` callable; only observation wrappers, applied to every
-    sub-env's observation (see :func:`observation_wrappers`). ``get_attr``/``set_attr``/``env_method``
+    ``wrapper``: rl-zoo's ``env_wrapper`` callable; only observation wrappers, one stack per sub-env
+    built over that sub-env and applied to its row (see :func:`observation_wrappers`). ``get_attr``/``set_attr``/``env_method``
     reach the sub-envs (the unwrapped task envs).
     """
 
     def __init__(self, venv: BatchedFlowVectorEnv, wrapper: Optional[Callable[[gym.Env], gym.Env]] = None):
         self.venv = venv
-        self._obs_layers = observation_wrappers(wrapper, venv.envs[0])
-        obs_space = self._obs_layers[-1].observation_space if self._obs_layers else venv.single_observation_space
+        # one wrapper stack per sub-env, each over its own sub-env: a wrapper that reads its env's state
+        # (PrivilegedObservation's state_obs()) sees that row's simulation, not sub-env 0's
+        self._obs_layers = [observation_wrappers(wrapper, e) for e in venv.envs]
+        self._wrapped = bool(self._obs_layers[0])
+        obs_space = self._obs_layers[0][-1].observation_space if self._wrapped else venv.single_observation_space
         super().__init__(venv.num_envs, obs_space, venv.single_action_space)
         self._actions: Optional[np.ndarray] = None
 
-    def _wrap_obs(self, obs: np.ndarray) -> np.ndarray:
-        if not self._obs_layers:
+    def _wrap_obs(self, obs: np.ndarray, ids: Optional[Sequence[int]] = None) -> np.ndarray:
+        """Rows ``obs[j]`` of sub-envs ``ids`` (default: all, in order) through their own wrapper stacks;
+        call it while those sub-envs are in the state the rows observe."""
+        if not self._wrapped:
             return obs
+        ids = range(len(obs)) if ids is None else ids
         out = np.empty((len(obs),) + self.observation_space.shape, dtype=self.observation_space.dtype)
-        for i, o in enumerate(obs):
-            for layer in self._obs_layers:
+        for j, (i, o) in enumerate(zip(ids, obs)):
+            for layer in self._obs_layers[i]:
                 o = layer.observation(o)
-            out[i] = o
+            out[j] = o
         return out
 
     # ------------------------------------------------------------------ core API
@@ -107,20 +113,18 @@ class BatchedVecEnv(VecEnv):
             info["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
         if dones.any():
             done_ids = np.flatnonzero(dones).tolist()
-            for i in done_ids:
-                info_list[i]["terminal_observation"] = obs[i].copy()
+            # the last observations, wrapped before the reset: a wrapper reading the sub-env's state
+            # must see the episode's last state, not the next episode's first
+            terminal = self._wrap_obs(obs[done_ids].copy(), done_ids)
+            for i, o in zip(done_ids, terminal):
+                info_list[i]["terminal_observation"] = o
             # SB3 resets in the same step: the new episodes' first observations replace the last ones
             reset_obs, reset_infos = self.venv.reset(options={"reset_mask": dones})
             obs[dones] = reset_obs[dones]
             r_infos = unbatch_infos(reset_infos, self.num_envs)
             for i in done_ids:
                 self.reset_infos[i] = r_infos[i]
-        obs = self._wrap_obs(obs)
-        if self._obs_layers and dones.any():
-            terminal = self._wrap_obs(np.stack([info_list[i]["terminal_observation"] for i in done_ids]))
-            for i, o in zip(done_ids, terminal):
-                info_list[i]["terminal_observation"] = o
-        return obs, rew.astype(np.float32), dones, info_list
+        return self._wrap_obs(obs), rew.astype(np.float32), dones, info_list
 
     def close(self) -> None:
         self.venv.close()
