@@ -122,6 +122,7 @@ class _SimGroup:
         if want_poses:
             self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
             self.site_xpos = self.batch.bind("site_xpos")
+            self.site_xmat = self.batch.bind("site_xmat")
 
     def load(self, row: int, data: mujoco.MjData) -> None:
         """Make simulation ``row`` ``data``'s state (after the sub-env's reset)."""
@@ -240,8 +241,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         ctl = e0.controller
         self._batched_controls = (
             bool(vectorize) and _defined_together(type(e0.robot), "command") and type(ctl) is EndEffectorController
-            and ctl._ix["yaw"] < 0 and ctl._ix["grip"] < 0
-            and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
+            and ctl._pos_any and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
         self._batched_proprio = bool(vectorize) and backend == "mujoco" and _defined_together(type(e0.robot), "proprio")
         # the task's success test over envs at once, when the class that defines _task_success also
         # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
@@ -259,7 +259,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         self.pipelined = groups > 1
         nthread = (1 if self.pipelined else 0) if nthread is None else int(nthread)
         bounds = np.linspace(0, E, groups + 1).round().astype(int).tolist()
-        want_poses = self.rigid_points or self.vectorized
+        want_poses = self.rigid_points or self.vectorized or self._batched_controls
         if backend == "warp":  # one group: all sub-envs are the worlds of one MuJoCo Warp Data
             from .warp_backend import WarpSimGroup, check_supported
 
@@ -552,13 +552,16 @@ class BatchedFlowVectorEnv(VectorEnv):
             A = np.array(actions[ks], dtype=np.float64)
             for j in np.flatnonzero(~np.isfinite(A).all(axis=1)).tolist():  # as FlowEnv.step
                 A[j] = np.nan_to_num(A[j], nan=0.0, posinf=1.0, neginf=-1.0)
+            rows = [k - g.lo for k in ks]
             tcp = np.array([envs[k].robot.tcp_pos(envs[k].data) for k in ks])
             ctrls = [envs[k].controller for k in ks]
             targets = EndEffectorController.step_targets(ctrls, A, tcp)
-            for j, k in enumerate(ks):
+            yaws, grips = EndEffectorController.step_yaw_grip(ctrls, A)
+            for j, (k, yaw, grip) in enumerate(zip(ks, yaws.tolist(), grips.tolist())):
                 acts[k] = A[j]
-                ctrls[j].target_pos = targets[j]
-            envs[ks[0]].robot.command_batch(targets, g.ctrl, [k - g.lo for k in ks])
+                c = ctrls[j]
+                c.target_pos, c.target_yaw, c.grip = targets[j], yaw, grip
+            envs[ks[0]].robot.command_batch([envs[k].robot for k in ks], targets, yaws, grips, g, rows)
             return
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)

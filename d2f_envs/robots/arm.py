@@ -330,6 +330,7 @@ class ArmRobot(RobotAdapter):
         self._task_weight = np.asarray(self.ik_task_weight, dtype=np.float64)
         self._task_weight_col = self._task_weight[:, None].copy()
         self._nv = model.nv
+        self._tcp_body = int(model.site_bodyid[self.tcp_site_id])
         if self.joint_inertia is None:
             self._scale_gains(model)
         self._make_work_arrays()
@@ -506,6 +507,97 @@ class ArmRobot(RobotAdapter):
         np.minimum(np.maximum(dq, self._q_lo, out=dq), self._q_hi, out=ctrl)
         if finger_ctrl is not None:
             finger_ctrl[:] = self.gripper.finger_target(grip)
+
+    def command_batch(self, robots, targets, yaws, grips, sim, rows) -> None:
+        """:meth:`command` for several arms of one model at once (the batched vector env).
+
+        ``robots``: each env's arm (this class, bound to the same model; they keep their caches);
+        ``targets`` (n, 3), ``yaws`` and ``grips`` (n,): the controllers' new targets; ``sim``: the
+        vector env's simulation group (its ``batch``, bound ``ctrl``/``qpos``/``site_xpos``/``site_xmat``);
+        ``rows``: the envs' rows in it. Writes the joint (and finger) targets into ``sim.ctrl[rows]``.
+
+        The same IEEE operations as :meth:`command`, per element: the kinematics refresh and the
+        Jacobian are MuJoCo's own (``Batch.forward`` to the position stage, whose site pose is
+        ``mj_kinematics``'s, then ``Batch.jac`` at that site position: ``mj_jacSite``), elementwise
+        arithmetic is vectorised, and the calls that reduce (rotation error, J J^T, the Cholesky solve,
+        J^T y: MuJoCo's own dot-product order) stay MuJoCo's, per arm. Targets near or beyond the reach
+        limit go through :meth:`_within_reach` itself; a non-finite joint step through command's scalar cap.
+        """
+        n = len(rows)
+        targets = np.asarray(targets, dtype=np.float64)
+        # ---- the reach limit: targets well inside the reach are returned as they are by _within_reach
+        #      (a conservative test with a 1% margin); the others go through it
+        goal = targets
+        if self.max_shoulder_to_wrist is not None:
+            bx, by, bz = self._shoulder
+            reach = self.max_shoulder_to_wrist
+            dx, dy = targets[:, 0] - bx, targets[:, 1] - by
+            wdz = targets[:, 2] + self.tcp_below_flange + self.wrist_to_flange_down - bz
+            mr = np.sqrt(np.maximum(reach * reach - wdz * wdz, 0.0)) + self.wrist_to_flange_ahead
+            near = np.flatnonzero(dx * dx + dy * dy >= 0.98 * (mr * mr))
+            if len(near):
+                goal = targets.copy()
+                for j in near.tolist():
+                    goal[j] = robots[j]._within_reach(targets[j])
+        # ---- command()'s mj_kinematics + mj_comPos, then mj_jacSite, in MuJoCo over the batch's rows
+        ids = None if n == sim.batch.nsim else rows
+        sim.batch.forward(ids=ids, stage=mujoco.mjtStage.mjSTAGE_POS)
+        sid = self.tcp_site_id
+        tcp_pos = sim.site_xpos[rows, sid]
+        tcp_mat = sim.site_xmat[rows, sid]
+        jacp, jacr = sim.batch.jac(body=self._tcp_body, point=tcp_pos, ids=ids)
+        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines
+        err = np.empty((n, 6))
+        np.subtract(goal, tcp_pos, out=err[:, :3])
+        site_quat, err_quat = self._site_quat, self._err_quat
+        for j, (r, y) in enumerate(zip(robots, yaws.tolist())):
+            if y != r._target_yaw:
+                r._target_yaw = y
+                r._target_quat = _yaw_down_quat(y)
+            mujoco.mju_mat2Quat(site_quat, tcp_mat[j])
+            mujoco.mju_negQuat(site_quat, site_quat)
+            mujoco.mju_mulQuat(err_quat, r._target_quat, site_quat)
+            mujoco.mju_quat2Vel(err[j, 3:], err_quat, 1.0)
+        # ---- _ik_step
+        dofs = self._dofs
+        J = np.empty((n, 6, self.n_arm))
+        np.multiply(jacp[:, :, dofs], self._task_weight_col[:3], out=J[:, :3])
+        np.multiply(jacr[:, :, dofs], self._task_weight_col[3:], out=J[:, 3:])
+        qpos = sim.qpos[rows, self._qpos]
+        pull = np.subtract(self._home_q, qpos)
+        pull *= self.null_gain
+        K = np.empty((n, 6, 6))
+        rhs = np.empty((n, 6))
+        for j in range(n):
+            mujoco.mju_mulMatMatT(K[j], J[j], J[j])
+            mujoco.mju_mulMatVec(rhs[j], J[j], pull[j])
+        K += self._damping_eye
+        err *= self._task_weight
+        np.subtract(err, rhs, out=rhs)
+        y = np.empty((n, 6))
+        dq = np.empty((n, self.n_arm))
+        for j in range(n):
+            mujoco.mju_cholFactor(K[j], 0.0)
+            mujoco.mju_cholSolve(y[j], K[j], rhs[j])
+            mujoco.mju_mulMatTVec(dq[j], J[j], y[j])
+        dq += pull
+        # ---- the joint step cap (as command: largest = max(max(dq), -min(dq)), scaled as a whole)
+        cap = self.max_joint_step
+        finite = np.isfinite(dq).all(axis=1)
+        largest = np.maximum(dq.max(axis=1), -dq.min(axis=1))
+        for j in np.flatnonzero(finite & (largest > cap)).tolist():
+            dq[j] *= cap / largest[j]
+        for j in np.flatnonzero(~finite).tolist():  # Python's max/min on NaN: command's own arithmetic
+            steps = dq[j].tolist()
+            big = max(max(steps), -min(steps))
+            if big > cap:
+                mujoco.mju_scl(dq[j], dq[j], cap / big)
+        dq += qpos
+        sim.ctrl[rows, self._act_slice] = np.minimum(np.maximum(dq, self._q_lo), self._q_hi)
+        if self.has_gripper:
+            g = self.gripper
+            for j, grip in enumerate(grips.tolist()):
+                sim.ctrl[rows[j], self._finger_act] = g.finger_target(grip)
 
     def opening(self, data) -> float:
         """Distance between the finger pads (m); 0 without a gripper."""
