@@ -17,12 +17,14 @@ that is task logic is the env's own code. What is batched:
   ``FlowEnv._get_obs``;
 * where the env's own code has a form over several envs (``*_batch`` methods, used only from
   the class that defines the per-env method): the controller for robots with a batched command
-  (the pusher: ``EndEffectorController.step_targets`` + ``command_batch``), the task's success
+  (``EndEffectorController.step_targets``/``step_yaw_grip`` + the robot's ``command_batch``: the
+  pusher, and the arms' differential IK, whose kinematics and Jacobian run in MuJoCo over the batch's
+  rows: ``Batch.forward``/``Batch.jac``), the task's success
   test (``_task_success_batch``: Push-T's coverage) and the robot's proprioception
   (``proprio_batch``, read from the batch's rows).
 
 Per sub-env Python remains where it is the env's own logic: ``controller.apply`` for the
-other robots (the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+other robots (floating gripper, brush) and with action latency or equality switches, a copy of the batch's ``MjData`` into the sub-env's
 ``data`` (``Batch.get_data``, 5-20 us) so that its code reads the state it would have stepped
 itself, the divergence check's warning counters, and the success test of tasks without a
 batched form.

@@ -355,7 +355,7 @@ class ArmRobot(RobotAdapter):
     _WORK_ARRAYS = (
         "_jac", "_jacp", "_jacr", "_jac_arm", "_err", "_err_pos", "_err_rot", "_err_w", "_site_quat",
         "_err_quat", "_J", "_gram", "_rhs", "_y", "_pull", "_dq", "_reachable_target",
-        "_target_yaw", "_target_quat", "_views_of", "_views",
+        "_target_yaw", "_target_quat", "_views_of", "_views", "_batch_work",
     )
 
     def _make_work_arrays(self):
@@ -378,6 +378,7 @@ class ArmRobot(RobotAdapter):
         self._reachable_target = np.zeros(3)
         self._target_yaw = self._target_quat = None  # cached target orientation
         self._views_of = self._views = None  # cached views into MjData (see _data_views)
+        self._batch_work = None  # command_batch's work arrays (see _batch_work_for)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -546,40 +547,40 @@ class ArmRobot(RobotAdapter):
         tcp_pos = sim.site_xpos[rows, sid]
         tcp_mat = sim.site_xmat[rows, sid]
         jacp, jacr = sim.batch.jac(body=self._tcp_body, point=tcp_pos, ids=ids)
-        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines
-        err = np.empty((n, 6))
+        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines;
+        #      _ik_step's J J^T and J pull per arm (MuJoCo's dot products), elementwise parts over all
+        w = self._batch_work_for(n)
+        err, J, K, rhs, y, dq, mat = w["err"], w["J"], w["K"], w["rhs"], w["y"], w["dq"], w["mat"]
         np.subtract(goal, tcp_pos, out=err[:, :3])
-        site_quat, err_quat = self._site_quat, self._err_quat
-        for j, (r, y) in enumerate(zip(robots, yaws.tolist())):
-            if y != r._target_yaw:
-                r._target_yaw = y
-                r._target_quat = _yaw_down_quat(y)
-            mujoco.mju_mat2Quat(site_quat, tcp_mat[j])
-            mujoco.mju_negQuat(site_quat, site_quat)
-            mujoco.mju_mulQuat(err_quat, r._target_quat, site_quat)
-            mujoco.mju_quat2Vel(err[j, 3:], err_quat, 1.0)
-        # ---- _ik_step
+        mat[:] = tcp_mat
         dofs = self._dofs
-        J = np.empty((n, 6, self.n_arm))
         np.multiply(jacp[:, :, dofs], self._task_weight_col[:3], out=J[:, :3])
         np.multiply(jacr[:, :, dofs], self._task_weight_col[3:], out=J[:, 3:])
         qpos = sim.qpos[rows, self._qpos]
         pull = np.subtract(self._home_q, qpos)
         pull *= self.null_gain
-        K = np.empty((n, 6, 6))
-        rhs = np.empty((n, 6))
-        for j in range(n):
-            mujoco.mju_mulMatMatT(K[j], J[j], J[j])
-            mujoco.mju_mulMatVec(rhs[j], J[j], pull[j])
+        site_quat, err_quat = self._site_quat, self._err_quat
+        mat2quat, negquat, mulquat, quat2vel = mujoco.mju_mat2Quat, mujoco.mju_negQuat, mujoco.mju_mulQuat, \
+            mujoco.mju_quat2Vel
+        mulmatmatT, mulmatvec = mujoco.mju_mulMatMatT, mujoco.mju_mulMatVec
+        for (r, yaw, (mat_j, err_rot_j, J_j, K_j, rhs_j, _, _), pull_j) in zip(robots, yaws.tolist(), w["views"], pull):
+            if yaw != r._target_yaw:
+                r._target_yaw = yaw
+                r._target_quat = _yaw_down_quat(yaw)
+            mat2quat(site_quat, mat_j)
+            negquat(site_quat, site_quat)
+            mulquat(err_quat, r._target_quat, site_quat)
+            quat2vel(err_rot_j, err_quat, 1.0)
+            mulmatmatT(K_j, J_j, J_j)
+            mulmatvec(rhs_j, J_j, pull_j)
         K += self._damping_eye
         err *= self._task_weight
         np.subtract(err, rhs, out=rhs)
-        y = np.empty((n, 6))
-        dq = np.empty((n, self.n_arm))
-        for j in range(n):
-            mujoco.mju_cholFactor(K[j], 0.0)
-            mujoco.mju_cholSolve(y[j], K[j], rhs[j])
-            mujoco.mju_mulMatTVec(dq[j], J[j], y[j])
+        cholfactor, cholsolve, mulmatTvec = mujoco.mju_cholFactor, mujoco.mju_cholSolve, mujoco.mju_mulMatTVec
+        for (_, _, J_j, K_j, rhs_j, y_j, dq_j) in w["views"]:
+            cholfactor(K_j, 0.0)
+            cholsolve(y_j, K_j, rhs_j)
+            mulmatTvec(dq_j, J_j, y_j)
         dq += pull
         # ---- the joint step cap (as command: largest = max(max(dq), -min(dq)), scaled as a whole)
         cap = self.max_joint_step
@@ -598,6 +599,18 @@ class ArmRobot(RobotAdapter):
             g = self.gripper
             for j, grip in enumerate(grips.tolist()):
                 sim.ctrl[rows[j], self._finger_act] = g.finger_target(grip)
+
+    def _batch_work_for(self, n: int) -> dict:
+        """command_batch's work arrays for n arms and their per-arm views (rebuilt when n changes)."""
+        w = self._batch_work
+        if w is None or w["n"] != n:
+            a = self.n_arm
+            w = {"n": n, "err": np.zeros((n, 6)), "J": np.zeros((n, 6, a)), "K": np.zeros((n, 6, 6)),
+                 "rhs": np.zeros((n, 6)), "y": np.zeros((n, 6)), "dq": np.zeros((n, a)), "mat": np.zeros((n, 9))}
+            w["views"] = [(w["mat"][j], w["err"][j, 3:], w["J"][j], w["K"][j], w["rhs"][j], w["y"][j], w["dq"][j])
+                          for j in range(n)]
+            self._batch_work = w
+        return w
 
     def opening(self, data) -> float:
         """Distance between the finger pads (m); 0 without a gripper."""
