@@ -184,6 +184,9 @@ class BatchedFlowVectorEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    #: the arms' kinematics refresh and Jacobian in the batch (Batch.forward + Batch.jac: two thread-pool
+    #: round trips) rather than per env on its synced MjData (three MuJoCo calls each); same results
+    _ik_in_batch = False
 
     def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None,
                  nthread: Optional[int] = None, groups: Optional[int] = None, vectorize: bool = True,
@@ -563,7 +566,12 @@ class BatchedFlowVectorEnv(VectorEnv):
                 acts[k] = A[j]
                 c = ctrls[j]
                 c.target_pos, c.target_yaw, c.grip = targets[j], yaw, grip
-            envs[ks[0]].robot.command_batch([envs[k].robot for k in ks], targets, yaws, grips, g, rows)
+            sub = [envs[k] for k in ks]
+            if self._ik_in_batch:
+                sub[0].robot.command_batch([e.robot for e in sub], targets, yaws, grips, g, rows)
+            else:
+                sub[0].robot.command_batch([e.robot for e in sub], targets, yaws, grips, g, rows,
+                                           models=[e.model for e in sub], datas=[e.data for e in sub])
             return
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)

@@ -95,15 +95,17 @@ def test_pushing_policy_with_wild_actions_is_identical_too():
     assert len(np.unique(covs)) > 10  # the blocks did move
 
 
-@pytest.mark.parametrize("env_id, robot, n, steps", [
-    (PUSHT, "panda", 4, 120),  # x/y pushes, out to the reach limit (ArmRobot._within_reach)
-    ("D2F-OpenDoor-v0", "panda_gripper", 3, 60),  # x, y, z, yaw, grip
-    ("D2F-OpenDrawer-v0", "spot_arm", 2, 40),
+@pytest.mark.parametrize("env_id, robot, n, steps, in_batch", [
+    (PUSHT, "panda", 4, 120, False),  # x/y pushes, out to the reach limit (ArmRobot._within_reach)
+    (PUSHT, "panda", 3, 60, True),  # kinematics and Jacobian by Batch.forward + Batch.jac instead
+    ("D2F-OpenDoor-v0", "panda_gripper", 3, 60, False),  # x, y, z, yaw, grip
+    ("D2F-OpenDrawer-v0", "spot_arm", 2, 40, False),
 ])
-def test_batched_arm_ik_is_identical_with_saturating_actions(env_id, robot, n, steps):
+def test_batched_arm_ik_is_identical_with_saturating_actions(env_id, robot, n, steps, in_batch):
     """The arms' differential IK over envs at once (ArmRobot.command_batch): saturated and random actions
     that drive the targets to the reach limit and the joint step cap, NaN actions included."""
     bat = BatchedFlowVectorEnv(env_id, n, max_episode_steps=50, robot=robot)
+    bat._ik_in_batch = in_batch
     assert bat._batched_controls
     rng = np.random.default_rng(2)
     t = [0]

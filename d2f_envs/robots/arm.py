@@ -509,13 +509,16 @@ class ArmRobot(RobotAdapter):
         if finger_ctrl is not None:
             finger_ctrl[:] = self.gripper.finger_target(grip)
 
-    def command_batch(self, robots, targets, yaws, grips, sim, rows) -> None:
+    def command_batch(self, robots, targets, yaws, grips, sim, rows, models=None, datas=None) -> None:
         """:meth:`command` for several arms of one model at once (the batched vector env).
 
         ``robots``: each env's arm (this class, bound to the same model; they keep their caches);
         ``targets`` (n, 3), ``yaws`` and ``grips`` (n,): the controllers' new targets; ``sim``: the
         vector env's simulation group (its ``batch``, bound ``ctrl``/``qpos``/``site_xpos``/``site_xmat``);
         ``rows``: the envs' rows in it. Writes the joint (and finger) targets into ``sim.ctrl[rows]``.
+        ``models``/``datas``: the envs' own models and MjData, holding their rows' state: the kinematics and
+        Jacobian are then computed on them per arm (MuJoCo calls, no thread-pool round trips); None: in
+        the batch (``Batch.forward`` + ``Batch.jac``).
 
         The same IEEE operations as :meth:`command`, per element: the kinematics refresh and the
         Jacobian are MuJoCo's own (``Batch.forward`` to the position stage, whose site pose is
@@ -540,19 +543,31 @@ class ArmRobot(RobotAdapter):
                 goal = targets.copy()
                 for j in near.tolist():
                     goal[j] = robots[j]._within_reach(targets[j])
-        # ---- command()'s mj_kinematics + mj_comPos, then mj_jacSite, in MuJoCo over the batch's rows
-        ids = None if n == sim.batch.nsim else rows
-        sim.batch.forward(ids=ids, stage=mujoco.mjtStage.mjSTAGE_POS)
-        sid = self.tcp_site_id
-        tcp_pos = sim.site_xpos[rows, sid]
-        tcp_mat = sim.site_xmat[rows, sid]
-        jacp, jacr = sim.batch.jac(body=self._tcp_body, point=tcp_pos, ids=ids)
-        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines;
-        #      _ik_step's J J^T and J pull per arm (MuJoCo's dot products), elementwise parts over all
         w = self._batch_work_for(n)
         err, J, K, rhs, y, dq, mat = w["err"], w["J"], w["K"], w["rhs"], w["y"], w["dq"], w["mat"]
+        sid = self.tcp_site_id
+        if datas is None:
+            # ---- command()'s mj_kinematics + mj_comPos, then mj_jacSite, in MuJoCo over the batch's rows
+            ids = None if n == sim.batch.nsim else rows
+            sim.batch.forward(ids=ids, stage=mujoco.mjtStage.mjSTAGE_POS)
+            tcp_pos = sim.site_xpos[rows, sid]
+            mat[:] = sim.site_xmat[rows, sid]
+            jacp, jacr = sim.batch.jac(body=self._tcp_body, point=tcp_pos, ids=ids)
+        else:
+            # ---- the same on each env's own MjData (a copy of its batch row): no thread-pool dispatch
+            tcp_pos, jac = w["pos"], w["jac"]
+            kin, compos, jacsite = mujoco.mj_kinematics, mujoco.mj_comPos, mujoco.mj_jacSite
+            for j, (r, m, d, jp, jr) in enumerate(zip(robots, models, datas, w["jacp"], w["jacr"])):
+                kin(m, d)
+                compos(m, d)
+                jacsite(m, d, jp, jr, sid)
+                views = r._data_views(d)
+                tcp_pos[j] = views[0]
+                mat[j] = views[1]
+            jacp, jacr = jac[:, :3], jac[:, 3:]
+        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines;
+        #      _ik_step's J J^T and J pull per arm (MuJoCo's dot products), elementwise parts over all
         np.subtract(goal, tcp_pos, out=err[:, :3])
-        mat[:] = tcp_mat
         dofs = self._dofs
         np.multiply(jacp[:, :, dofs], self._task_weight_col[:3], out=J[:, :3])
         np.multiply(jacr[:, :, dofs], self._task_weight_col[3:], out=J[:, 3:])
@@ -606,7 +621,10 @@ class ArmRobot(RobotAdapter):
         if w is None or w["n"] != n:
             a = self.n_arm
             w = {"n": n, "err": np.zeros((n, 6)), "J": np.zeros((n, 6, a)), "K": np.zeros((n, 6, 6)),
-                 "rhs": np.zeros((n, 6)), "y": np.zeros((n, 6)), "dq": np.zeros((n, a)), "mat": np.zeros((n, 9))}
+                 "rhs": np.zeros((n, 6)), "y": np.zeros((n, 6)), "dq": np.zeros((n, a)), "mat": np.zeros((n, 9)),
+                 "pos": np.zeros((n, 3)), "jac": np.zeros((n, 6, self._nv))}
+            w["jacp"] = [w["jac"][j, :3] for j in range(n)]
+            w["jacr"] = [w["jac"][j, 3:] for j in range(n)]
             w["views"] = [(w["mat"][j], w["err"][j, 3:], w["J"][j], w["K"][j], w["rhs"][j], w["y"][j], w["dq"][j])
                           for j in range(n)]
             self._batch_work = w

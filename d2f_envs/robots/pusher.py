@@ -61,7 +61,7 @@ class PusherRobot(RobotAdapter):
         ctrl[self._act_x] = x - bx
         ctrl[self._act_y] = y - by
 
-    def command_batch(self, robots, targets: np.ndarray, yaws, grips, sim, rows: list) -> None:
+    def command_batch(self, robots, targets: np.ndarray, yaws, grips, sim, rows: list, models=None, datas=None) -> None:
         """:meth:`command` for several pushers of one model: ``sim.ctrl[rows]`` from ``targets`` (n, 3)
         (the batched vector env writes its Batch's ctrl rows; same arithmetic as command; the
         signature is ArmRobot.command_batch's)."""
