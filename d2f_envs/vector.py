@@ -17,12 +17,14 @@ that is task logic is the env's own code. What is batched:
   ``FlowEnv._get_obs``;
 * where the env's own code has a form over several envs (``*_batch`` methods, used only from
   the class that defines the per-env method): the controller for robots with a batched command
-  (the pusher: ``EndEffectorController.step_targets`` + ``command_batch``), the task's success
+  (``EndEffectorController.step_targets``/``step_yaw_grip`` + the robot's ``command_batch``: the
+  pusher, and the arms' differential IK, whose kinematics and Jacobian run in MuJoCo over the batch's
+  rows: ``Batch.forward``/``Batch.jac``), the task's success
   test (``_task_success_batch``: Push-T's coverage) and the robot's proprioception
   (``proprio_batch``, read from the batch's rows).
 
 Per sub-env Python remains where it is the env's own logic: ``controller.apply`` for the
-other robots (the arms' differential IK), a copy of the batch's ``MjData`` into the sub-env's
+other robots (floating gripper, brush) and with action latency or equality switches, a copy of the batch's ``MjData`` into the sub-env's
 ``data`` (``Batch.get_data``, 5-20 us) so that its code reads the state it would have stepped
 itself, the divergence check's warning counters, and the success test of tasks without a
 batched form.
@@ -122,6 +124,7 @@ class _SimGroup:
         if want_poses:
             self.xpos, self.xmat = self.batch.bind("xpos"), self.batch.bind("xmat")
             self.site_xpos = self.batch.bind("site_xpos")
+            self.site_xmat = self.batch.bind("site_xmat")
 
     def load(self, row: int, data: mujoco.MjData) -> None:
         """Make simulation ``row`` ``data``'s state (after the sub-env's reset)."""
@@ -181,6 +184,9 @@ class BatchedFlowVectorEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    #: the arms' kinematics refresh and Jacobian in the batch (Batch.forward + Batch.jac: two thread-pool
+    #: round trips) rather than per env on its synced MjData (three MuJoCo calls each); same results
+    _ik_in_batch = False
 
     def __init__(self, env_id: str, num_envs: int, *, max_episode_steps: Optional[int] = None,
                  nthread: Optional[int] = None, groups: Optional[int] = None, vectorize: bool = True,
@@ -240,8 +246,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         ctl = e0.controller
         self._batched_controls = (
             bool(vectorize) and _defined_together(type(e0.robot), "command") and type(ctl) is EndEffectorController
-            and ctl._ix["yaw"] < 0 and ctl._ix["grip"] < 0
-            and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
+            and ctl._pos_any and e0._randomizer is None and not e0.model.neq and backend == "mujoco")
         self._batched_proprio = bool(vectorize) and backend == "mujoco" and _defined_together(type(e0.robot), "proprio")
         # the task's success test over envs at once, when the class that defines _task_success also
         # defines its batched form (a subclass overriding only _task_success gets the per-env loop)
@@ -259,7 +264,7 @@ class BatchedFlowVectorEnv(VectorEnv):
         self.pipelined = groups > 1
         nthread = (1 if self.pipelined else 0) if nthread is None else int(nthread)
         bounds = np.linspace(0, E, groups + 1).round().astype(int).tolist()
-        want_poses = self.rigid_points or self.vectorized
+        want_poses = self.rigid_points or self.vectorized or self._batched_controls
         if backend == "warp":  # one group: all sub-envs are the worlds of one MuJoCo Warp Data
             from .warp_backend import WarpSimGroup, check_supported
 
@@ -552,13 +557,21 @@ class BatchedFlowVectorEnv(VectorEnv):
             A = np.array(actions[ks], dtype=np.float64)
             for j in np.flatnonzero(~np.isfinite(A).all(axis=1)).tolist():  # as FlowEnv.step
                 A[j] = np.nan_to_num(A[j], nan=0.0, posinf=1.0, neginf=-1.0)
+            rows = [k - g.lo for k in ks]
             tcp = np.array([envs[k].robot.tcp_pos(envs[k].data) for k in ks])
             ctrls = [envs[k].controller for k in ks]
             targets = EndEffectorController.step_targets(ctrls, A, tcp)
-            for j, k in enumerate(ks):
+            yaws, grips = EndEffectorController.step_yaw_grip(ctrls, A)
+            for j, (k, yaw, grip) in enumerate(zip(ks, yaws.tolist(), grips.tolist())):
                 acts[k] = A[j]
-                ctrls[j].target_pos = targets[j]
-            envs[ks[0]].robot.command_batch(targets, g.ctrl, [k - g.lo for k in ks])
+                c = ctrls[j]
+                c.target_pos, c.target_yaw, c.grip = targets[j], yaw, grip
+            sub = [envs[k] for k in ks]
+            if self._ik_in_batch:
+                sub[0].robot.command_batch([e.robot for e in sub], targets, yaws, grips, g, rows)
+            else:
+                sub[0].robot.command_batch([e.robot for e in sub], targets, yaws, grips, g, rows,
+                                           models=[e.model for e in sub], datas=[e.data for e in sub])
             return
         for k in ks:
             a = np.asarray(actions[k], dtype=np.float64)

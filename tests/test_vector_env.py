@@ -95,6 +95,33 @@ def test_pushing_policy_with_wild_actions_is_identical_too():
     assert len(np.unique(covs)) > 10  # the blocks did move
 
 
+@pytest.mark.parametrize("env_id, robot, n, steps, in_batch", [
+    (PUSHT, "panda", 4, 120, False),  # x/y pushes, out to the reach limit (ArmRobot._within_reach)
+    (PUSHT, "panda", 3, 60, True),  # kinematics and Jacobian by Batch.forward + Batch.jac instead
+    ("D2F-OpenDoor-v0", "panda_gripper", 3, 60, False),  # x, y, z, yaw, grip
+    ("D2F-OpenDrawer-v0", "spot_arm", 2, 40, False),
+])
+def test_batched_arm_ik_is_identical_with_saturating_actions(env_id, robot, n, steps, in_batch):
+    """The arms' differential IK over envs at once (ArmRobot.command_batch): saturated and random actions
+    that drive the targets to the reach limit and the joint step cap, NaN actions included."""
+    bat = BatchedFlowVectorEnv(env_id, n, max_episode_steps=50, robot=robot)
+    bat._ik_in_batch = in_batch
+    assert bat._batched_controls
+    rng = np.random.default_rng(2)
+    t = [0]
+
+    def policy():
+        a = rng.uniform(-1, 1, size=bat.action_space.shape)
+        if t[0] % 40 < 25:
+            a = np.sign(a)
+        if t[0] % 17 == 3:
+            a[0, 0] = np.nan
+        t[0] += 1
+        return a.astype(np.float32)
+
+    assert_same_run(reference(env_id, n, 50, robot=robot), bat, steps, seed=7, policy=policy)
+
+
 def test_pipelined_groups_are_identical_too():
     """groups=2: two Batches, one's physics in a worker thread while Python handles the other."""
     bat = BatchedFlowVectorEnv(PUSHT, 3, max_episode_steps=8, groups=2)

@@ -330,6 +330,7 @@ class ArmRobot(RobotAdapter):
         self._task_weight = np.asarray(self.ik_task_weight, dtype=np.float64)
         self._task_weight_col = self._task_weight[:, None].copy()
         self._nv = model.nv
+        self._tcp_body = int(model.site_bodyid[self.tcp_site_id])
         if self.joint_inertia is None:
             self._scale_gains(model)
         self._make_work_arrays()
@@ -354,7 +355,7 @@ class ArmRobot(RobotAdapter):
     _WORK_ARRAYS = (
         "_jac", "_jacp", "_jacr", "_jac_arm", "_err", "_err_pos", "_err_rot", "_err_w", "_site_quat",
         "_err_quat", "_J", "_gram", "_rhs", "_y", "_pull", "_dq", "_reachable_target",
-        "_target_yaw", "_target_quat", "_views_of", "_views",
+        "_target_yaw", "_target_quat", "_views_of", "_views", "_batch_work",
     )
 
     def _make_work_arrays(self):
@@ -377,6 +378,7 @@ class ArmRobot(RobotAdapter):
         self._reachable_target = np.zeros(3)
         self._target_yaw = self._target_quat = None  # cached target orientation
         self._views_of = self._views = None  # cached views into MjData (see _data_views)
+        self._batch_work = None  # command_batch's work arrays (see _batch_work_for)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -506,6 +508,127 @@ class ArmRobot(RobotAdapter):
         np.minimum(np.maximum(dq, self._q_lo, out=dq), self._q_hi, out=ctrl)
         if finger_ctrl is not None:
             finger_ctrl[:] = self.gripper.finger_target(grip)
+
+    def command_batch(self, robots, targets, yaws, grips, sim, rows, models=None, datas=None) -> None:
+        """:meth:`command` for several arms of one model at once (the batched vector env).
+
+        ``robots``: each env's arm (this class, bound to the same model; they keep their caches);
+        ``targets`` (n, 3), ``yaws`` and ``grips`` (n,): the controllers' new targets; ``sim``: the
+        vector env's simulation group (its ``batch``, bound ``ctrl``/``qpos``/``site_xpos``/``site_xmat``);
+        ``rows``: the envs' rows in it. Writes the joint (and finger) targets into ``sim.ctrl[rows]``.
+        ``models``/``datas``: the envs' own models and MjData, holding their rows' state: the kinematics and
+        Jacobian are then computed on them per arm (MuJoCo calls, no thread-pool round trips); None: in
+        the batch (``Batch.forward`` + ``Batch.jac``).
+
+        The same IEEE operations as :meth:`command`, per element: the kinematics refresh and the
+        Jacobian are MuJoCo's own (``Batch.forward`` to the position stage, whose site pose is
+        ``mj_kinematics``'s, then ``Batch.jac`` at that site position: ``mj_jacSite``), elementwise
+        arithmetic is vectorised, and the calls that reduce (rotation error, J J^T, the Cholesky solve,
+        J^T y: MuJoCo's own dot-product order) stay MuJoCo's, per arm. Targets near or beyond the reach
+        limit go through :meth:`_within_reach` itself; a non-finite joint step through command's scalar cap.
+        """
+        n = len(rows)
+        targets = np.asarray(targets, dtype=np.float64)
+        # ---- the reach limit: targets well inside the reach are returned as they are by _within_reach
+        #      (a conservative test with a 1% margin); the others go through it
+        goal = targets
+        if self.max_shoulder_to_wrist is not None:
+            bx, by, bz = self._shoulder
+            reach = self.max_shoulder_to_wrist
+            dx, dy = targets[:, 0] - bx, targets[:, 1] - by
+            wdz = targets[:, 2] + self.tcp_below_flange + self.wrist_to_flange_down - bz
+            mr = np.sqrt(np.maximum(reach * reach - wdz * wdz, 0.0)) + self.wrist_to_flange_ahead
+            near = np.flatnonzero(dx * dx + dy * dy >= 0.98 * (mr * mr))
+            if len(near):
+                goal = targets.copy()
+                for j in near.tolist():
+                    goal[j] = robots[j]._within_reach(targets[j])
+        w = self._batch_work_for(n)
+        err, J, K, rhs, y, dq, mat = w["err"], w["J"], w["K"], w["rhs"], w["y"], w["dq"], w["mat"]
+        sid = self.tcp_site_id
+        if datas is None:
+            # ---- command()'s mj_kinematics + mj_comPos, then mj_jacSite, in MuJoCo over the batch's rows
+            ids = None if n == sim.batch.nsim else rows
+            sim.batch.forward(ids=ids, stage=mujoco.mjtStage.mjSTAGE_POS)
+            tcp_pos = sim.site_xpos[rows, sid]
+            mat[:] = sim.site_xmat[rows, sid]
+            jacp, jacr = sim.batch.jac(body=self._tcp_body, point=tcp_pos, ids=ids)
+        else:
+            # ---- the same on each env's own MjData (a copy of its batch row): no thread-pool dispatch
+            tcp_pos, jac = w["pos"], w["jac"]
+            kin, compos, jacsite = mujoco.mj_kinematics, mujoco.mj_comPos, mujoco.mj_jacSite
+            for j, (r, m, d, jp, jr) in enumerate(zip(robots, models, datas, w["jacp"], w["jacr"])):
+                kin(m, d)
+                compos(m, d)
+                jacsite(m, d, jp, jr, sid)
+                views = r._data_views(d)
+                tcp_pos[j] = views[0]
+                mat[j] = views[1]
+            jacp, jacr = jac[:, :3], jac[:, 3:]
+        # ---- _pose_error: position part elementwise, rotation per arm with MuJoCo's quaternion routines;
+        #      _ik_step's J J^T and J pull per arm (MuJoCo's dot products), elementwise parts over all
+        np.subtract(goal, tcp_pos, out=err[:, :3])
+        dofs = self._dofs
+        np.multiply(jacp[:, :, dofs], self._task_weight_col[:3], out=J[:, :3])
+        np.multiply(jacr[:, :, dofs], self._task_weight_col[3:], out=J[:, 3:])
+        qpos = sim.qpos[rows, self._qpos]
+        pull = np.subtract(self._home_q, qpos)
+        pull *= self.null_gain
+        site_quat, err_quat = self._site_quat, self._err_quat
+        mat2quat, negquat, mulquat, quat2vel = mujoco.mju_mat2Quat, mujoco.mju_negQuat, mujoco.mju_mulQuat, \
+            mujoco.mju_quat2Vel
+        mulmatmatT, mulmatvec = mujoco.mju_mulMatMatT, mujoco.mju_mulMatVec
+        for (r, yaw, (mat_j, err_rot_j, J_j, K_j, rhs_j, _, _), pull_j) in zip(robots, yaws.tolist(), w["views"], pull):
+            if yaw != r._target_yaw:
+                r._target_yaw = yaw
+                r._target_quat = _yaw_down_quat(yaw)
+            mat2quat(site_quat, mat_j)
+            negquat(site_quat, site_quat)
+            mulquat(err_quat, r._target_quat, site_quat)
+            quat2vel(err_rot_j, err_quat, 1.0)
+            mulmatmatT(K_j, J_j, J_j)
+            mulmatvec(rhs_j, J_j, pull_j)
+        K += self._damping_eye
+        err *= self._task_weight
+        np.subtract(err, rhs, out=rhs)
+        cholfactor, cholsolve, mulmatTvec = mujoco.mju_cholFactor, mujoco.mju_cholSolve, mujoco.mju_mulMatTVec
+        for (_, _, J_j, K_j, rhs_j, y_j, dq_j) in w["views"]:
+            cholfactor(K_j, 0.0)
+            cholsolve(y_j, K_j, rhs_j)
+            mulmatTvec(dq_j, J_j, y_j)
+        dq += pull
+        # ---- the joint step cap (as command: largest = max(max(dq), -min(dq)), scaled as a whole)
+        cap = self.max_joint_step
+        finite = np.isfinite(dq).all(axis=1)
+        largest = np.maximum(dq.max(axis=1), -dq.min(axis=1))
+        for j in np.flatnonzero(finite & (largest > cap)).tolist():
+            dq[j] *= cap / largest[j]
+        for j in np.flatnonzero(~finite).tolist():  # Python's max/min on NaN: command's own arithmetic
+            steps = dq[j].tolist()
+            big = max(max(steps), -min(steps))
+            if big > cap:
+                mujoco.mju_scl(dq[j], dq[j], cap / big)
+        dq += qpos
+        sim.ctrl[rows, self._act_slice] = np.minimum(np.maximum(dq, self._q_lo), self._q_hi)
+        if self.has_gripper:
+            g = self.gripper
+            for j, grip in enumerate(grips.tolist()):
+                sim.ctrl[rows[j], self._finger_act] = g.finger_target(grip)
+
+    def _batch_work_for(self, n: int) -> dict:
+        """command_batch's work arrays for n arms and their per-arm views (rebuilt when n changes)."""
+        w = self._batch_work
+        if w is None or w["n"] != n:
+            a = self.n_arm
+            w = {"n": n, "err": np.zeros((n, 6)), "J": np.zeros((n, 6, a)), "K": np.zeros((n, 6, 6)),
+                 "rhs": np.zeros((n, 6)), "y": np.zeros((n, 6)), "dq": np.zeros((n, a)), "mat": np.zeros((n, 9)),
+                 "pos": np.zeros((n, 3)), "jac": np.zeros((n, 6, self._nv))}
+            w["jacp"] = [w["jac"][j, :3] for j in range(n)]
+            w["jacr"] = [w["jac"][j, 3:] for j in range(n)]
+            w["views"] = [(w["mat"][j], w["err"][j, 3:], w["J"][j], w["K"][j], w["rhs"][j], w["y"][j], w["dq"][j])
+                          for j in range(n)]
+            self._batch_work = w
+        return w
 
     def opening(self, data) -> float:
         """Distance between the finger pads (m); 0 without a gripper."""

@@ -118,3 +118,16 @@ class EndEffectorController:
             target[:, k] = t
         return target
 
+    @staticmethod
+    def step_yaw_grip(ctrls: Sequence["EndEffectorController"], actions: np.ndarray):
+        """:meth:`apply`'s yaw and grip updates for several controllers of one configuration at once:
+        returns the new ``target_yaw`` and ``grip`` (n,) float64 arrays (the old values where the task
+        has no such dof), the same IEEE operations as apply()'s (finite actions, as for step_targets)."""
+        c = ctrls[0]
+        a = np.minimum(np.maximum(actions, -1.0), 1.0)
+        yaw = np.array([k.target_yaw for k in ctrls], dtype=np.float64)
+        if c._ix["yaw"] >= 0:
+            yaw = yaw + a[:, c._ix["yaw"]] * c.config.max_delta_yaw
+        grip = a[:, c._ix["grip"]].copy() if c._ix["grip"] >= 0 else np.array([k.grip for k in ctrls], dtype=np.float64)
+        return yaw, grip
+

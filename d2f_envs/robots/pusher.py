@@ -61,10 +61,12 @@ class PusherRobot(RobotAdapter):
         ctrl[self._act_x] = x - bx
         ctrl[self._act_y] = y - by
 
-    def command_batch(self, targets: np.ndarray, ctrl: np.ndarray, rows: list) -> None:
-        """:meth:`command` for several pushers of one model: ``ctrl[rows]`` from ``targets`` (n, 3)
-        (the batched vector env writes its Batch's ctrl rows; same arithmetic as command)."""
+    def command_batch(self, robots, targets: np.ndarray, yaws, grips, sim, rows: list, models=None, datas=None) -> None:
+        """:meth:`command` for several pushers of one model: ``sim.ctrl[rows]`` from ``targets`` (n, 3)
+        (the batched vector env writes its Batch's ctrl rows; same arithmetic as command; the
+        signature is ArmRobot.command_batch's)."""
         bx, by = self._base_xy
+        ctrl = sim.ctrl
         ctrl[rows, self._act_x] = targets[:, 0] - bx
         ctrl[rows, self._act_y] = targets[:, 1] - by
 
