@@ -41,6 +41,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .rigid import rotations_from_covariance
+
 
 def weighted_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Batched weighted rigid fits: rotations R (B, 3, 3) and translations t (B, 3) minimising
@@ -48,15 +50,7 @@ def weighted_kabsch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> Tuple[np
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
     mu_s = np.einsum("bk,bki->bi", w, src)
     mu_d = np.einsum("bk,bki->bi", w, dst)
-    cov = np.einsum("bk,bki,bkj->bij", w, src - mu_s[:, None], dst - mu_d[:, None])
-    U, _, Vt = np.linalg.svd(cov)
-    V = np.swapaxes(Vt, 1, 2)
-    Ut = np.swapaxes(U, 1, 2)
-    d = np.sign(np.linalg.det(V @ Ut))
-    d[d == 0] = 1.0
-    D = np.tile(np.eye(3), (len(src), 1, 1))
-    D[:, 2, 2] = d  # a proper rotation, no reflection
-    R = V @ D @ Ut
+    R = rotations_from_covariance(np.einsum("bk,bki,bkj->bij", w, src - mu_s[:, None], dst - mu_d[:, None]))
     return R, mu_d - np.einsum("bij,bj->bi", R, mu_s)
 
 

@@ -26,19 +26,23 @@ from typing import Optional, Tuple
 import numpy as np
 
 
-def kabsch_batch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Rigid 4x4 transforms ``X[h]`` with ``X[h] @ src[h] ~= dst[h]``; ``src``, ``dst``: (H, K, 3)."""
-    mu_s = src.mean(axis=1, keepdims=True)
-    mu_d = dst.mean(axis=1, keepdims=True)
-    cov = np.einsum("hki,hkj->hij", src - mu_s, dst - mu_d)
+def rotations_from_covariance(cov: np.ndarray) -> np.ndarray:
+    """Kabsch's rotations R (B, 3, 3) maximising ``trace(R @ cov)`` for cross-covariances ``cov`` (B, 3, 3)."""
     U, _, Vt = np.linalg.svd(cov)
     V = np.swapaxes(Vt, 1, 2)
     Ut = np.swapaxes(U, 1, 2)
     d = np.sign(np.linalg.det(V @ Ut))
     d[d == 0] = 1.0
-    D = np.tile(np.eye(3), (len(src), 1, 1))
+    D = np.tile(np.eye(3), (len(cov), 1, 1))
     D[:, 2, 2] = d  # no reflections: a proper rotation even for collinear or mirrored samples
-    R = V @ D @ Ut
+    return V @ D @ Ut
+
+
+def kabsch_batch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rigid 4x4 transforms ``X[h]`` with ``X[h] @ src[h] ~= dst[h]``; ``src``, ``dst``: (H, K, 3)."""
+    mu_s = src.mean(axis=1, keepdims=True)
+    mu_d = dst.mean(axis=1, keepdims=True)
+    R = rotations_from_covariance(np.einsum("hki,hkj->hij", src - mu_s, dst - mu_d))
     X = np.tile(np.eye(4), (len(src), 1, 1))
     X[:, :3, :3] = R
     X[:, :3, 3] = mu_d[:, 0] - np.einsum("hij,hj->hi", R, mu_s[:, 0])
