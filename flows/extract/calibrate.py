@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .camera import Camera
+from .camera import Camera, CameraError
 
 #: the CSV header (order free, names fixed)
 COLUMNS = ("x", "y", "z", "u", "v")
@@ -34,14 +34,9 @@ COLUMNS = ("x", "y", "z", "u", "v")
 MIN_PAIRS = 6
 
 
-class CalibrationError(ValueError):
-    """A correspondence file or a calibration problem that cannot give a camera pose."""
-
-    def __init__(self, where: str, field_name: str, message: str):
-        self.path = where
-        self.field = field_name
-        self.detail = message
-        super().__init__(f"{where}: field '{field_name}': {message}")
+class CalibrationError(CameraError):
+    """A correspondence file or a calibration problem that cannot give a camera pose (a
+    :class:`CameraError`: same ``path``/``field``/``detail`` and message form)."""
 
 
 def load_correspondences(path: str | os.PathLike) -> Tuple[np.ndarray, np.ndarray]:
